@@ -1,0 +1,155 @@
+"""Composition of layers into a normalizing flow, its density, sampling, and loss gradient.
+
+Book: ch. 16, "Forward mapping with a deep neural network". The generative map is the composition
+x = f[z] = f_K[f_{K−1}[… f_1[z] …]] with h_0 = z, h_k = f_k[h_{k−1}], h_K = x; the normalizing map
+applies f_k⁻¹ in the reverse order. ``layers[0]`` is f_1, the layer next to the base density.
+Log-determinants add: log|det ∂f/∂z| = Σ_k log|det ∂f_k/∂h_{k−1}|.
+
+Density: log Pr(x) = log Pr(z) + log|det ∂f⁻¹/∂x|, z = f⁻¹[x].
+Loss: L[φ] = −(1/N) Σ_i log Pr(x_i | φ), in nats (book: ch. 16, "Learning").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .distributions import StandardNormal
+from .layer import Layer, RNGLike, as_rng, check_array, describe
+from .tree import Tree
+
+
+class Flow(Layer):
+    """A normalizing flow: layers composed over a base density. It is itself a layer.
+
+    Args:
+        layers: f_1, …, f_K, listed from the base (z) side to the data (x) side.
+        base: the base density Pr(z); ``StandardNormal(dim)`` by default.
+
+    ``params == {"layers": [f_1.params, …, f_K.params], "base": base.params}``: the layers' own
+    live arrays, so an optimizer stepping ``flow.params`` trains the layers.
+    """
+
+    def __init__(self, layers: Sequence[Layer], base=None):
+        layers = list(layers)
+        if not layers:
+            raise ValueError("a Flow needs at least one layer")
+        dims = {layer.dim for layer in layers}
+        if len(dims) != 1:
+            raise ValueError(f"all layers must have the same dim, got dims {[la.dim for la in layers]}")
+        self.dim = dims.pop()
+        self.base = StandardNormal(self.dim) if base is None else base
+        if self.base.dim != self.dim:
+            raise ValueError(f"base has dim {self.base.dim}, the layers have dim {self.dim}")
+        self.layers = layers
+        self.context_dim = max(layer.context_dim for layer in layers)
+        for layer in layers:
+            if layer.context_dim not in (0, self.context_dim):
+                raise ValueError("conditional layers in one Flow must share one context_dim")
+        self.has_forward_vjp = all(layer.has_forward_vjp for layer in layers)
+        self.has_inverse_vjp = all(layer.has_inverse_vjp for layer in layers)
+
+    @property
+    def params(self) -> dict:
+        return {"layers": [layer.params for layer in self.layers], "base": self.base.params}
+
+    def get_config(self) -> dict:
+        return {"layers": [describe(layer) for layer in self.layers], "base": describe(self.base)}
+
+    def __repr__(self) -> str:
+        inner = "".join(f"\n  {layer!r}," for layer in self.layers)
+        return f"Flow(layers=[{inner}\n], base={self.base!r})"
+
+    def _ctx(self, layer, context):
+        return context if layer.context_dim else None
+
+    # -- the two directions ------------------------------------------------------------------------
+    def _forward(self, z, context):
+        h, log_det = z, np.zeros(len(z))
+        for layer in self.layers:
+            h, ld = layer._forward(h, self._ctx(layer, context))
+            log_det = log_det + ld
+        return h, log_det
+
+    def _inverse(self, x, context):
+        h, log_det = x, np.zeros(len(x))
+        for layer in reversed(self.layers):
+            h, ld = layer._inverse(h, self._ctx(layer, context))
+            log_det = log_det + ld
+        return h, log_det
+
+    def _forward_vjp(self, z, context):
+        h, log_det, pullbacks = z, np.zeros(len(z)), []
+        for layer in self.layers:
+            h, ld, pb = layer._forward_vjp(h, self._ctx(layer, context))
+            log_det = log_det + ld
+            pullbacks.append(pb)
+
+        def pullback(grad_x, grad_log_det):
+            # Undo the layers from x back to z; every layer's log-det receives grad_log_det.
+            grad_h, grads = grad_x, [None] * len(pullbacks)
+            for k in reversed(range(len(pullbacks))):
+                grad_h, grads[k] = pullbacks[k](grad_h, grad_log_det)
+            return grad_h, {"layers": grads, "base": {}}
+
+        return h, log_det, pullback
+
+    def _inverse_vjp(self, x, context):
+        h, log_det, pullbacks = x, np.zeros(len(x)), []
+        for layer in reversed(self.layers):
+            h, ld, pb = layer._inverse_vjp(h, self._ctx(layer, context))
+            log_det = log_det + ld
+            pullbacks.append(pb)
+        pullbacks.reverse()  # pullbacks[k] belongs to self.layers[k]
+
+        def pullback(grad_z, grad_log_det):
+            # The inverse ran f_K⁻¹ first, so its backward starts at f_1⁻¹ (next to z).
+            grad_h, grads = grad_z, [None] * len(pullbacks)
+            for k in range(len(pullbacks)):
+                grad_h, grads[k] = pullbacks[k](grad_h, grad_log_det)
+            return grad_h, {"layers": grads, "base": {}}
+
+        return h, log_det, pullback
+
+    # -- density, sampling, loss ------------------------------------------------------------------
+    def log_prob(self, x, context=None) -> np.ndarray:
+        """log Pr(x) = log Pr(z) + log|det ∂f⁻¹/∂x| for x of shape (N, D); returns (N,) in nats."""
+        x, context = self._check(x, context, "x")
+        z, log_det = self._inverse(x, context)
+        return (self.base._log_prob(z) + log_det).astype(x.dtype, copy=False)
+
+    def sample(self, n: int, rng: RNGLike = None, context=None) -> np.ndarray:
+        """Draw z ~ Pr(z) and return x = f[z], shape (n, D).
+
+        For a conditional flow, ``context`` has shape (n, context_dim): one draw per row.
+        """
+        return self.sample_and_log_prob(n, rng, context)[0]
+
+    def sample_and_log_prob(self, n: int, rng: RNGLike = None, context=None):
+        """Samples x (n, D) and their log Pr(x) (n,), from one generative pass:
+        log Pr(x) = log Pr(z) − log|det ∂f/∂z|."""
+        z = self.base.sample(n, as_rng(rng))
+        context = self._check_context(context, len(z))
+        x, log_det = self._forward(z, context)
+        return x, self.base._log_prob(z) - log_det
+
+    def nll_and_grad(self, x, context=None) -> tuple[float, Tree]:
+        """Mean negative log-likelihood (nats) of x (N, D) and its gradient for ``self.params``.
+
+        L = −(1/N) Σ_n [log Pr(z_n) + log|det ∂f⁻¹/∂x|(x_n)], so ∂L/∂z_n = −(1/N) ∂log Pr(z_n)/∂z_n
+        and ∂L/∂log_det_n = −1/N; the layers' pullbacks carry these back to the parameters.
+        """
+        x, context = self._check(x, context, "x")
+        if len(x) == 0:
+            raise ValueError("x has no rows: the mean negative log-likelihood of nothing is undefined")
+        x = x.astype(np.float64, copy=False)
+        z, log_det, pullback = self._inverse_vjp(x, context)
+        log_pz, base_pullback = self.base.log_prob_vjp(z)
+        n = len(x)
+        nll = -float(np.mean(log_pz + log_det))
+        grad_log_p = np.full(n, -1.0 / n)
+        grad_z, grads_base = base_pullback(grad_log_p)
+        _, grads = pullback(grad_z, grad_log_p)
+        grads["base"] = grads_base
+        return nll, grads

@@ -1,0 +1,181 @@
+"""The layer contract shared by every flow, and the input checks all layers use.
+
+A layer maps in two directions (DESIGN.md, "Directions and signs", which follows the book):
+
+- ``forward(z) -> (x, log_det)``: the generative direction x = f[z];
+  ``log_det[n] = log|det ∂f/∂z|`` at ``z[n]``.
+- ``inverse(x) -> (z, log_det)``: the normalizing direction z = f⁻¹[x];
+  ``log_det[n] = log|det ∂f⁻¹/∂x|`` at ``x[n]``, minus the forward log-det at ``z[n]``.
+
+nflows and zuko call the normalizing direction "forward"; npflows follows the book.
+
+``forward_vjp`` and ``inverse_vjp`` return a third value, ``pullback(grad_out, grad_log_det) ->
+(grad_in, grads)``: given ∂L/∂(output) of shape (N, D) and ∂L/∂(log_det) of shape (N,) for any scalar
+loss L, it returns ∂L/∂(input) and ∂L/∂(each parameter), ``grads`` mirroring ``params``. Either
+gradient may be ``None``, meaning zero.
+
+Subclasses implement the private methods ``_forward_vjp(z, context)`` and ``_inverse_vjp(x,
+context)`` (and, where it is cheaper, ``_forward`` and ``_inverse``) on arrays that are already
+checked; the public methods check their input once, call them, and keep the input's dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .tree import Tree, tree_map
+
+Pullback = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, Tree]]
+RNGLike = None | int | np.random.Generator
+
+
+def as_rng(rng: RNGLike) -> np.random.Generator:
+    """A ``numpy.random.Generator`` from ``None`` (fresh entropy), an int seed or a Generator."""
+    if rng is None or isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return np.random.default_rng(rng)
+    if isinstance(rng, np.random.Generator):
+        return rng
+    raise ValueError(f"rng must be None, an int or a numpy.random.Generator, got {type(rng).__name__}")
+
+
+def check_array(x: Any, dim: int, name: str = "x", n: int | None = None) -> np.ndarray:
+    """Return ``x`` as a 2-D float array of width ``dim`` with finite values, or raise ValueError.
+
+    float32 and float64 are accepted and kept; other dtypes are refused rather than converted, so
+    that an integer array of pixel values is never silently treated as data in [0, 1].
+    """
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        raise ValueError(
+            f"{name} must be a float32 or float64 array, got dtype {x.dtype}"
+            + ("; convert it with .astype(float)" if x.dtype.kind in "iub" else "")
+        )
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise ValueError(f"{name} must have shape (N, {dim}), got shape {x.shape}")
+    if n is not None and x.shape[0] != n:
+        raise ValueError(f"{name} must have {n} rows to match the data, got {x.shape[0]}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row = int(np.argwhere(bad)[0, 0])
+        raise ValueError(
+            f"{name} must be finite, but has {int(bad.sum())} NaN or inf value(s), the first in row {row}"
+        )
+    return x
+
+
+def check_grad(g: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """Return a cotangent as a float64 array of ``shape``; ``None`` means zero."""
+    if g is None:
+        return np.zeros(shape)
+    g = np.asarray(g, dtype=np.float64)
+    if g.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {g.shape}")
+    return g
+
+
+class Layer:
+    """Base class of every flow layer: input checks, dtype handling and the public methods.
+
+    Attributes:
+        dim: the number D of coordinates of x and z.
+        context_dim: the width of the context vector a conditional layer takes (0: none).
+        params: nested dict of the raw float64 arrays the optimizer changes. They are live: changing
+            an array in place changes the layer.
+        has_forward_vjp, has_inverse_vjp: whether each direction offers its pullback.
+    """
+
+    dim: int
+    context_dim: int = 0
+    params: dict
+    has_forward_vjp: bool = True
+    has_inverse_vjp: bool = True
+
+    # -- to implement -------------------------------------------------------------------------
+    def _forward_vjp(self, z: np.ndarray, context: np.ndarray | None):
+        raise NotImplementedError(f"{type(self).__name__} does not offer forward_vjp")
+
+    def _inverse_vjp(self, x: np.ndarray, context: np.ndarray | None):
+        raise NotImplementedError(f"{type(self).__name__} does not offer inverse_vjp")
+
+    def _forward(self, z: np.ndarray, context: np.ndarray | None):
+        return self._forward_vjp(z, context)[:2]
+
+    def _inverse(self, x: np.ndarray, context: np.ndarray | None):
+        return self._inverse_vjp(x, context)[:2]
+
+    def get_config(self) -> dict:
+        """Constructor arguments (JSON types) that rebuild this layer with the same shapes."""
+        raise NotImplementedError
+
+    # -- public ---------------------------------------------------------------------------------
+    def forward(self, z, context=None) -> tuple[np.ndarray, np.ndarray]:
+        """Generative direction x = f[z]. Returns ``x`` (N, D) and ``log|det ∂f/∂z|`` (N,)."""
+        z, context = self._check(z, context, "z")
+        x, log_det = self._forward(z, context)
+        return x.astype(z.dtype, copy=False), log_det.astype(z.dtype, copy=False)
+
+    def inverse(self, x, context=None) -> tuple[np.ndarray, np.ndarray]:
+        """Normalizing direction z = f⁻¹[x]. Returns ``z`` (N, D) and ``log|det ∂f⁻¹/∂x|`` (N,)."""
+        x, context = self._check(x, context, "x")
+        z, log_det = self._inverse(x, context)
+        return z.astype(x.dtype, copy=False), log_det.astype(x.dtype, copy=False)
+
+    def forward_vjp(self, z, context=None) -> tuple[np.ndarray, np.ndarray, Pullback]:
+        """``forward`` and its pullback ``(grad_x, grad_log_det) -> (grad_z, grads)``."""
+        z, context = self._check(z, context, "z")
+        if not self.has_forward_vjp:
+            raise NotImplementedError(f"{type(self).__name__} does not offer forward_vjp")
+        x, log_det, pullback = self._forward_vjp(z, context)
+        return self._public(z, x, log_det, pullback, "grad_x")
+
+    def inverse_vjp(self, x, context=None) -> tuple[np.ndarray, np.ndarray, Pullback]:
+        """``inverse`` and its pullback ``(grad_z, grad_log_det) -> (grad_x, grads)``."""
+        x, context = self._check(x, context, "x")
+        if not self.has_inverse_vjp:
+            raise NotImplementedError(f"{type(self).__name__} does not offer inverse_vjp")
+        z, log_det, pullback = self._inverse_vjp(x, context)
+        return self._public(x, z, log_det, pullback, "grad_z")
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def _check(self, h, context, name):
+        h = check_array(h, self.dim, name)
+        return h, self._check_context(context, len(h))
+
+    def _check_context(self, context, n):
+        if self.context_dim:
+            if context is None:
+                raise ValueError(
+                    f"{type(self).__name__} is conditional: pass context of shape (N, {self.context_dim})"
+                )
+            return check_array(context, self.context_dim, "context", n=n)
+        if context is not None:
+            raise ValueError(f"{type(self).__name__} is not conditional, but a context was given")
+        return None
+
+    @staticmethod
+    def _public(h_in, h_out, log_det, pullback, grad_name):
+        dtype, n, d = h_in.dtype, *h_out.shape
+
+        def checked_pullback(grad_out=None, grad_log_det=None):
+            grad_in, grads = pullback(
+                check_grad(grad_out, (n, d), grad_name), check_grad(grad_log_det, (n,), "grad_log_det")
+            )
+            return grad_in.astype(dtype, copy=False), grads
+
+        return h_out.astype(dtype, copy=False), log_det.astype(dtype, copy=False), checked_pullback
+
+    def zero_grads(self) -> Tree:
+        """A tree of zeros shaped like ``params``."""
+        return tree_map(np.zeros_like, self.params)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def describe(obj) -> dict:
+    """``{"class": name, "args": config}``: the JSON description that ``npflows.io`` rebuilds."""
+    return {"class": type(obj).__name__, "args": obj.get_config()}

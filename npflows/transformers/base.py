@@ -1,0 +1,84 @@
+"""The elementwise transformer contract: a monotone map y = h(u; θ) applied coordinate by coordinate.
+
+Book: ch. 16, "Elementwise flows". A transformer is a pure function of arrays; it holds only fixed
+hyperparameters (bin count, bound, slope). The same transformer serves three layers, which differ
+only in where θ comes from (DESIGN.md): free parameters (elementwise flow), a network of the other
+half (coupling flow), or a masked network of the preceding coordinates (autoregressive flow).
+
+Shapes: ``u`` and ``y`` are (N, D); ``theta`` is (N, D, P) with P = ``n_params`` raw numbers per
+coordinate (a broadcast view is fine); ``log_deriv`` is (N, D), the elementwise log|∂y/∂u| (forward)
+or log|∂u/∂y| (inverse). The pullback maps (grad_y, grad_log_deriv) to (grad_u, grad_theta).
+
+A subclass implements ``forward_vjp`` and ``_solve`` (u from y). The inverse's log-derivative and
+pullback then follow from the forward ones by the implicit function theorem (derived in
+:meth:`Transformer.inverse_vjp`), so each map's derivative is written once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Transformer:
+    """Base class of elementwise monotone maps y = h(u; θ)."""
+
+    n_params: int = 0
+
+    def identity_params(self) -> np.ndarray:
+        """Raw θ of shape (P,) for which h is the identity (or as near as the family allows)."""
+        return np.zeros(self.n_params)
+
+    def get_config(self) -> dict:
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- to implement -----------------------------------------------------------------------------
+    def forward_vjp(self, u: np.ndarray, theta: np.ndarray):
+        """y = h(u; θ), log|h′(u; θ)| and the pullback (grad_y, grad_log_deriv) -> (grad_u, grad_theta)."""
+        raise NotImplementedError
+
+    def _solve(self, y: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """u with h(u; θ) = y."""
+        raise NotImplementedError
+
+    def check_domain(self, u: np.ndarray, name: str) -> None:
+        """Raise ValueError when ``u`` is outside the forward map's domain (default: all of ℝ)."""
+
+    def check_range(self, y: np.ndarray, name: str) -> None:
+        """Raise ValueError when ``y`` is outside the forward map's range (default: all of ℝ)."""
+
+    # -- derived ----------------------------------------------------------------------------------
+    def forward(self, u: np.ndarray, theta: np.ndarray):
+        """y = h(u; θ) and log|h′(u; θ)|, both (N, D)."""
+        return self.forward_vjp(u, theta)[:2]
+
+    def inverse(self, y: np.ndarray, theta: np.ndarray):
+        """u = h⁻¹(y; θ) and log|∂u/∂y| = −log|h′(u; θ)|, both (N, D)."""
+        u = self._solve(y, theta)
+        return u, -self.forward(u, theta)[1]
+
+    def inverse_vjp(self, y: np.ndarray, theta: np.ndarray):
+        """``inverse`` and its pullback, from the forward pullback at u = h⁻¹(y; θ).
+
+        Write F(u, θ) = h(u; θ), ℓ(u, θ) = log F_u, and the inverse outputs u(y, θ) and −ℓ(u(y, θ), θ).
+        Differentiating F(u(y, θ), θ) = y gives ∂u/∂y = 1/F_u and ∂u/∂θ = −F_θ/F_u. For a loss with
+        ḡ_u = ∂L/∂u and ḡ_ℓ = ∂L/∂(−ℓ), let c = ḡ_u − ḡ_ℓ ℓ_u (everything u carries to L). Then
+            ∂L/∂y = c / F_u,
+            ∂L/∂θ = c ∂u/∂θ − ḡ_ℓ ℓ_θ = (−c/F_u) F_θ + (−ḡ_ℓ) ℓ_θ,
+        which is the forward pullback applied to (grad_y, grad_log_deriv) = (−c/F_u, −ḡ_ℓ). ℓ_u is the
+        forward pullback applied to (0, 1). Both are linear in their arguments, so this is exact.
+        """
+        u = self._solve(y, theta)
+        _, log_deriv, forward_pullback = self.forward_vjp(u, theta)
+        inv_deriv = np.exp(-log_deriv)  # 1 / F_u
+
+        def pullback(grad_u, grad_log_deriv):
+            dl_du, _ = forward_pullback(np.zeros_like(u), np.ones_like(u))
+            c = grad_u - grad_log_deriv * dl_du
+            _, grad_theta = forward_pullback(-c * inv_deriv, -grad_log_deriv)
+            return c * inv_deriv, grad_theta
+
+        return u, -log_deriv, pullback
