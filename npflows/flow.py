@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .distributions import StandardNormal
-from .layer import Layer, RNGLike, as_rng, check_array, describe
+from .layer import Layer, RNGLike, as_rng, describe
 from .tree import Tree
 
 
@@ -37,7 +37,9 @@ class Flow(Layer):
             raise ValueError("a Flow needs at least one layer")
         dims = {layer.dim for layer in layers}
         if len(dims) != 1:
-            raise ValueError(f"all layers must have the same dim, got dims {[la.dim for la in layers]}")
+            raise ValueError(
+                f"all layers must have the same dim, got dims {[la.dim for la in layers]}"
+            )
         self.dim = dims.pop()
         self.base = StandardNormal(self.dim) if base is None else base
         if self.base.dim != self.dim:
@@ -142,7 +144,9 @@ class Flow(Layer):
         """
         x, context = self._check(x, context, "x")
         if len(x) == 0:
-            raise ValueError("x has no rows: the mean negative log-likelihood of nothing is undefined")
+            raise ValueError(
+                "x has no rows: the mean negative log-likelihood of nothing is undefined"
+            )
         x = x.astype(np.float64, copy=False)
         z, log_det, pullback = self._inverse_vjp(x, context)
         log_pz, base_pullback = self.base.log_prob_vjp(z)

@@ -38,7 +38,9 @@ def as_rng(rng: RNGLike) -> np.random.Generator:
         return np.random.default_rng(rng)
     if isinstance(rng, np.random.Generator):
         return rng
-    raise ValueError(f"rng must be None, an int or a numpy.random.Generator, got {type(rng).__name__}")
+    raise ValueError(
+        f"rng must be None, an int or a numpy.random.Generator, got {type(rng).__name__}"
+    )
 
 
 def check_array(x: Any, dim: int, name: str = "x", n: int | None = None) -> np.ndarray:
@@ -161,7 +163,8 @@ class Layer:
 
         def checked_pullback(grad_out=None, grad_log_det=None):
             grad_in, grads = pullback(
-                check_grad(grad_out, (n, d), grad_name), check_grad(grad_log_det, (n,), "grad_log_det")
+                check_grad(grad_out, (n, d), grad_name),
+                check_grad(grad_log_det, (n,), "grad_log_det"),
             )
             return grad_in.astype(dtype, copy=False), grads
 

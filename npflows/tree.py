@@ -21,7 +21,9 @@ def leaves_with_paths(tree: Tree, prefix: str = "") -> Iterator[tuple[str, np.nd
     if isinstance(tree, dict):
         for key, sub in tree.items():
             if not isinstance(key, str) or "/" in key or not key:
-                raise ValueError(f"parameter names must be non-empty strings without '/', got {key!r}")
+                raise ValueError(
+                    f"parameter names must be non-empty strings without '/', got {key!r}"
+                )
             yield from leaves_with_paths(sub, f"{prefix}{key}/")
     elif isinstance(tree, (list, tuple)):
         for i, sub in enumerate(tree):
@@ -29,7 +31,9 @@ def leaves_with_paths(tree: Tree, prefix: str = "") -> Iterator[tuple[str, np.nd
     elif isinstance(tree, np.ndarray):
         yield prefix[:-1], tree
     else:
-        raise ValueError(f"a parameter tree holds dicts, lists and arrays, got {type(tree).__name__}")
+        raise ValueError(
+            f"a parameter tree holds dicts, lists and arrays, got {type(tree).__name__}"
+        )
 
 
 def leaves(tree: Tree) -> list[np.ndarray]:

@@ -1,0 +1,65 @@
+"""Every layer configuration the property tests run over (tests/test_properties.py).
+
+A case builds its layer from an ``rng`` with parameters moved away from their initial values, so a
+layer that is the identity at initialization cannot pass by accident. ``low``/``high`` bound the
+inputs of ``forward``; ``kinks`` are input values where the map is not smooth, which
+finite-difference checks must keep away from. Register a new layer here and it is tested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+import npflows as nf
+from npflows.layer import Layer
+from npflows.transformers import AdditiveTransformer, AffineTransformer
+from npflows.tree import leaves
+
+DIM = 3
+
+
+@dataclass(frozen=True)
+class Case:
+    build: Callable[[np.random.Generator], Layer]
+    low: float = -3.0
+    high: float = 3.0
+    kinks: tuple[float, ...] = ()
+
+
+def perturbed(layer: Layer, rng: np.random.Generator, scale: float = 0.5) -> Layer:
+    """Add scale · N(0, 1) noise to every parameter of ``layer``, in place; return it."""
+    for leaf in leaves(layer.params):
+        leaf += scale * rng.standard_normal(leaf.shape)
+    return layer
+
+
+def composite(rng: np.random.Generator) -> Layer:
+    """A small Flow used as a layer: composition and its pullbacks are tested like any layer."""
+    layers = [
+        nf.Elementwise(DIM, AffineTransformer()),
+        nf.Elementwise(DIM, AffineTransformer(clamp=None)),
+    ]
+    return perturbed(nf.Flow(layers), rng)
+
+
+CASES: dict[str, Case] = {
+    "LeakyReLU": Case(lambda rng: nf.LeakyReLU(DIM, alpha=0.3), kinks=(0.0,)),
+    "Sigmoid": Case(lambda rng: nf.Sigmoid(DIM, low=-2.0, high=5.0), low=-8.0, high=8.0),
+    "Logit": Case(lambda rng: nf.Logit(DIM, low=-2.0, high=5.0), low=-1.9, high=4.9),
+    "Elementwise-affine": Case(
+        lambda rng: perturbed(nf.Elementwise(DIM, AffineTransformer()), rng)
+    ),
+    "Elementwise-affine-unclamped": Case(
+        lambda rng: perturbed(nf.Elementwise(DIM, AffineTransformer(clamp=None)), rng)
+    ),
+    "Elementwise-additive": Case(
+        lambda rng: perturbed(nf.Elementwise(DIM, AdditiveTransformer()), rng)
+    ),
+    "Invert-affine": Case(
+        lambda rng: nf.Invert(perturbed(nf.Elementwise(DIM, AffineTransformer()), rng))
+    ),
+    "Flow": Case(composite),
+}

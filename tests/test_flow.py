@@ -1,0 +1,122 @@
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+import npflows as nf
+from npflows.testing import check_vjp
+from npflows.transformers import AffineTransformer
+from npflows.tree import leaves, tree_map
+
+
+def affine_flow(dim, rng):
+    layer = nf.Elementwise(dim, AffineTransformer(clamp=None))
+    layer.params["theta"][...] = rng.normal(size=(dim, 2))
+    return nf.Flow([layer]), layer.params["theta"]
+
+
+def test_log_prob_of_an_affine_flow_is_the_gaussian_it_makes():
+    # x = z·e^s + t with z ~ N(0, 1) is N(t, e^{2s}): this pins the sign of every log-det.
+    flow, theta = affine_flow(3, np.random.default_rng(0))
+    x = np.random.default_rng(1).normal(size=(7, 3))
+    expected = stats.norm.logpdf(x, loc=theta[:, 0], scale=np.exp(theta[:, 1])).sum(axis=1)
+    np.testing.assert_allclose(flow.log_prob(x), expected, rtol=1e-13)
+
+
+def test_sample_and_log_prob_agrees_with_log_prob():
+    flow = nf.Flow([affine_flow(2, np.random.default_rng(2))[0], nf.LeakyReLU(2), nf.Sigmoid(2)])
+    x, log_p = flow.sample_and_log_prob(50, rng=3)
+    np.testing.assert_allclose(flow.log_prob(x), log_p, rtol=1e-10, atol=1e-10)
+
+
+def test_same_seed_same_samples_and_rng_types():
+    flow, _ = affine_flow(2, np.random.default_rng(4))
+    np.testing.assert_array_equal(flow.sample(5, rng=7), flow.sample(5, rng=7))
+    np.testing.assert_array_equal(
+        flow.sample(5, rng=np.random.default_rng(7)), flow.sample(5, rng=7)
+    )
+    with pytest.raises(ValueError, match="rng"):
+        flow.sample(5, rng=np.random.RandomState(0))
+    with pytest.raises(ValueError, match="non-negative integer"):
+        flow.sample(-1)
+
+
+def test_nll_and_grad_matches_central_differences():
+    rng = np.random.default_rng(5)
+    flow = nf.Flow(
+        [affine_flow(2, rng)[0], nf.LeakyReLU(2, alpha=0.5), affine_flow(2, rng)[0], nf.Sigmoid(2)]
+    )
+    x = flow.sample(20, rng=6)
+    nll, grads = flow.nll_and_grad(x)
+    np.testing.assert_allclose(nll, -flow.log_prob(x).mean(), rtol=1e-14)
+    direction = tree_map(lambda p: rng.normal(size=p.shape), flow.params)
+
+    def nll_at(step):
+        for p, d in zip(leaves(flow.params), leaves(direction), strict=True):
+            p += step * d
+        value = -flow.log_prob(x).mean()
+        for p, d in zip(leaves(flow.params), leaves(direction), strict=True):
+            p -= step * d
+        return value
+
+    eps = 1e-6
+    numeric = (nll_at(eps) - nll_at(-eps)) / (2 * eps)
+    analytic = sum(np.sum(g * d) for g, d in zip(leaves(grads), leaves(direction), strict=True))
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-7)
+
+
+def test_flow_vjps_cover_every_layer():
+    rng = np.random.default_rng(8)
+    flow = nf.Flow([affine_flow(2, rng)[0], nf.LeakyReLU(2), affine_flow(2, rng)[0]])
+    z = rng.normal(size=(4, 2)) + 0.1
+    check_vjp(flow.forward_vjp, z, flow.params)
+    check_vjp(flow.inverse_vjp, flow.forward(z)[0], flow.params)
+
+
+def test_params_are_live_arrays():
+    flow, theta = affine_flow(1, np.random.default_rng(9))
+    x = np.array([[0.3]])
+    before = flow.log_prob(x)
+    flow.params["layers"][0]["theta"][0, 0] += 1.0
+    assert flow.log_prob(x) != before and theta[0, 0] == flow.params["layers"][0]["theta"][0, 0]
+
+
+def test_density_of_a_1d_flow_integrates_to_one():
+    flow = nf.Flow([affine_flow(1, np.random.default_rng(10))[0], nf.LeakyReLU(1, alpha=0.4)])
+    density = lambda t: float(np.exp(flow.log_prob(np.array([[t]]))[0]))  # noqa: E731
+    total = sum(
+        integrate.quad(density, a, b, epsabs=1e-12)[0] for a, b in ((-np.inf, 0), (0, np.inf))
+    )
+    assert abs(total - 1.0) < 1e-6
+
+
+def test_density_of_a_2d_flow_integrates_to_one_on_a_grid():
+    rng = np.random.default_rng(11)
+    flow = nf.Flow([affine_flow(2, rng)[0], nf.LeakyReLU(2, alpha=0.5), affine_flow(2, rng)[0]])
+    for layer in flow.layers[::2]:
+        layer.params["theta"] *= 0.3  # keep the mass well inside the grid
+    t = np.linspace(-12.0, 12.0, 2401)
+    xx, yy = np.meshgrid(t, t)
+    p = np.exp(flow.log_prob(np.column_stack([xx.ravel(), yy.ravel()]))).reshape(xx.shape)
+    total = integrate.trapezoid(integrate.trapezoid(p, t, axis=1), t)
+    assert abs(total - 1.0) < 1e-4
+
+
+def test_empty_batch_and_refusals():
+    flow, _ = affine_flow(2, np.random.default_rng(12))
+    assert flow.log_prob(np.zeros((0, 2))).shape == (0,)
+    with pytest.raises(ValueError, match="no rows"):
+        flow.nll_and_grad(np.zeros((0, 2)))
+    with pytest.raises(ValueError, match="not conditional"):
+        flow.log_prob(np.zeros((1, 2)), context=np.zeros((1, 1)))
+    with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
+        flow.log_prob(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="same dim"):
+        nf.Flow([nf.LeakyReLU(2), nf.LeakyReLU(3)])
+    with pytest.raises(ValueError, match="at least one layer"):
+        nf.Flow([])
+
+
+def test_out_of_support_data_is_a_clear_error():
+    flow = nf.Flow([nf.LeakyReLU(1), nf.Sigmoid(1)])
+    with pytest.raises(ValueError, match=r"strictly inside \(0.0, 1.0\)"):
+        flow.log_prob(np.array([[0.5], [1.0]]))

@@ -1,0 +1,137 @@
+"""Properties every registered layer must have (DESIGN.md, "Testing"), over tests/registry.py."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from registry import CASES, DIM
+
+from npflows.testing import check_bijection, check_vjp
+from npflows.tree import leaves
+
+KINK_MARGIN = 1e-4  # finite differences use ε = 1e-6; stay well clear of non-smooth points
+
+
+def inputs(case, max_rows=4):
+    """Hypothesis strategy: (N, DIM) float64 inputs of forward within the case's bounds."""
+    elements = st.floats(case.low, case.high, allow_nan=False, allow_infinity=False)
+    return st.integers(1, max_rows).flatmap(
+        lambda n: arrays(np.float64, (n, DIM), elements=elements)
+    )
+
+
+def away_from_kinks(z, case):
+    """Move entries within KINK_MARGIN of a kink to 2·KINK_MARGIN beyond it."""
+    z = z.copy()
+    for kink in case.kinks:
+        near = np.abs(z - kink) < KINK_MARGIN
+        z[near] = kink + np.where(z[near] >= kink, 2, -2) * KINK_MARGIN
+    return np.clip(z, case.low, case.high)
+
+
+names = pytest.mark.parametrize("name", sorted(CASES))
+
+
+@names
+@given(data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_bijection_and_log_det(name, data, seed):
+    case = CASES[name]
+    layer = case.build(np.random.default_rng(seed))
+    z = away_from_kinks(data.draw(inputs(case)), case)
+    errors = check_bijection(layer.forward, layer.inverse, z)
+    assert errors["round_trip"] <= 1e-9 and errors["consistency"] <= 1e-10
+
+
+@names
+@given(data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_vjps_match_central_differences(name, data, seed):
+    case = CASES[name]
+    layer = case.build(np.random.default_rng(seed))
+    z = away_from_kinks(data.draw(inputs(case)), case)
+    if layer.has_forward_vjp:
+        check_vjp(layer.forward_vjp, z, layer.params, rng=seed)
+    if layer.has_inverse_vjp:
+        x = layer.forward(z)[0]
+        check_vjp(layer.inverse_vjp, x, layer.params, rng=seed)
+
+
+@names
+def test_grads_mirror_params(name):
+    layer = CASES[name].build(np.random.default_rng(0))
+    z = np.full((2, DIM), 0.3 * (CASES[name].low + CASES[name].high) + 0.1)
+    for vjp, h in ((layer.forward_vjp, z), (layer.inverse_vjp, layer.forward(z)[0])):
+        _, _, pullback = vjp(h)
+        grad_in, grads = pullback(np.ones((2, DIM)), np.ones(2))
+        assert grad_in.shape == h.shape
+        _assert_same_structure(grads, layer.params)
+
+
+def _assert_same_structure(grads, params):
+    if isinstance(params, dict):
+        assert isinstance(grads, dict) and grads.keys() == params.keys()
+        for k in params:
+            _assert_same_structure(grads[k], params[k])
+    elif isinstance(params, list):
+        assert isinstance(grads, list) and len(grads) == len(params)
+        for g, p in zip(grads, params, strict=True):
+            _assert_same_structure(g, p)
+    else:
+        assert grads.shape == params.shape and np.all(np.isfinite(grads))
+
+
+@names
+@pytest.mark.parametrize("n", [0, 1])
+def test_empty_and_single_row(name, n):
+    case = CASES[name]
+    layer = case.build(np.random.default_rng(1))
+    z = np.linspace(case.low, case.high, n * DIM + 2)[1:-1].reshape(n, DIM)
+    x, ld = layer.forward(z)
+    assert x.shape == (n, DIM) and ld.shape == (n,)
+    z_back, ld_inv = layer.inverse(x)
+    assert z_back.shape == (n, DIM) and ld_inv.shape == (n,)
+    np.testing.assert_allclose(z_back, z, atol=1e-9)
+    for vjp, h in ((layer.forward_vjp, z), (layer.inverse_vjp, x)):
+        out, _, pullback = vjp(h)
+        grad_in, _ = pullback(np.ones_like(out), np.ones(n))
+        assert grad_in.shape == (n, DIM)
+
+
+@names
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_kept_and_outputs_finite(name, dtype):
+    case = CASES[name]
+    layer = case.build(np.random.default_rng(2))
+    z = np.random.default_rng(3).uniform(case.low, case.high, (5, DIM)).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x, ld = layer.forward(z)
+        z_back, ld_inv = layer.inverse(x)
+    for a in (x, ld, z_back, ld_inv):
+        assert a.dtype == dtype and np.all(np.isfinite(a))
+
+
+@names
+def test_bad_inputs_are_refused_without_changing_params(name):
+    case = CASES[name]
+    layer = case.build(np.random.default_rng(4))
+    before = [p.copy() for p in leaves(layer.params)]
+    good = np.full((2, DIM), 0.5 * (case.low + case.high))
+    bad_inputs = {
+        "shape": good[:, :-1],
+        "1-D": good[0],
+        "NaN": np.where(np.eye(2, DIM, dtype=bool), np.nan, good),
+        "inf": np.where(np.eye(2, DIM, dtype=bool), np.inf, good),
+        "dtype": good.astype(np.int64),
+    }
+    for method in (layer.forward, layer.inverse, layer.forward_vjp, layer.inverse_vjp):
+        for what, bad in bad_inputs.items():
+            with pytest.raises(ValueError) as info:
+                method(bad)
+            assert str(info.value), what
+    for p, p0 in zip(leaves(layer.params), before, strict=True):
+        np.testing.assert_array_equal(p, p0)
