@@ -91,9 +91,10 @@ def test_density_of_a_1d_flow_integrates_to_one():
 
 def test_density_of_a_2d_flow_integrates_to_one_on_a_grid():
     rng = np.random.default_rng(11)
-    flow = nf.Flow([affine_flow(2, rng)[0], nf.LeakyReLU(2, alpha=0.5), affine_flow(2, rng)[0]])
-    for layer in flow.layers[::2]:
-        layer.params["theta"] *= 0.3  # keep the mass well inside the grid
+    (first, theta1), (last, theta2) = affine_flow(2, rng), affine_flow(2, rng)
+    theta1 *= 0.3  # keep the mass well inside the grid
+    theta2 *= 0.3
+    flow = nf.Flow([first, nf.LeakyReLU(2, alpha=0.5), last])
     t = np.linspace(-12.0, 12.0, 2401)
     xx, yy = np.meshgrid(t, t)
     p = np.exp(flow.log_prob(np.column_stack([xx.ravel(), yy.ravel()]))).reshape(xx.shape)
