@@ -15,6 +15,7 @@ import numpy as np
 
 import npflows as nf
 from npflows.layer import Layer
+from npflows.layers.coupling import Coupling
 from npflows.transformers import AdditiveTransformer, AffineTransformer
 from npflows.tree import leaves
 
@@ -45,6 +46,18 @@ def composite(rng: np.random.Generator) -> Layer:
     return perturbed(nf.Flow(layers), rng)
 
 
+def coupling(transformer, context_dim=0, mask=None, activation="tanh"):
+    """A builder of a small coupling layer whose net (output layer included) is randomized."""
+
+    def build(rng):
+        layer = Coupling(
+            DIM, transformer, mask, (8, 8), activation, context_dim=context_dim, rng=rng
+        )
+        return perturbed(layer, rng, scale=0.3)
+
+    return build
+
+
 CASES: dict[str, Case] = {
     "LeakyReLU": Case(lambda rng: nf.LeakyReLU(DIM, alpha=0.3), kinks=(0.0,)),
     "Sigmoid": Case(lambda rng: nf.Sigmoid(DIM, low=-2.0, high=5.0), low=-8.0, high=8.0),
@@ -62,4 +75,9 @@ CASES: dict[str, Case] = {
         lambda rng: nf.Invert(perturbed(nf.Elementwise(DIM, AffineTransformer()), rng))
     ),
     "Flow": Case(composite),
+    "Coupling-affine": Case(coupling(AffineTransformer())),
+    "Coupling-affine-context": Case(coupling(AffineTransformer(), context_dim=2)),
+    "Coupling-additive-mask": Case(coupling(AdditiveTransformer(), mask=[True, False, True])),
+    "Coupling-affine-clamp2-silu": Case(coupling(AffineTransformer(clamp=2.0), activation="silu")),
+    "Coupling-affine-elu": Case(coupling(AffineTransformer(), activation="elu")),
 }

@@ -37,13 +37,27 @@ def away_from_kinks(z, case):
 names = pytest.mark.parametrize("name", sorted(CASES))
 
 
+class Bound:
+    """A registered layer with its context (if conditional) bound into the four maps."""
+
+    def __init__(self, name, seed, n):
+        self.case = CASES[name]
+        rng = np.random.default_rng(seed)
+        self.layer = layer = self.case.build(rng)
+        c = rng.normal(size=(n, layer.context_dim)) if layer.context_dim else None
+        self.forward = lambda h: layer.forward(h, c)
+        self.inverse = lambda h: layer.inverse(h, c)
+        self.forward_vjp = lambda h: layer.forward_vjp(h, c)
+        self.inverse_vjp = lambda h: layer.inverse_vjp(h, c)
+
+
 @names
 @given(data=st.data(), seed=st.integers(0, 2**32 - 1))
 def test_bijection_and_log_det(name, data, seed):
     case = CASES[name]
-    layer = case.build(np.random.default_rng(seed))
     z = away_from_kinks(data.draw(inputs(case)), case)
-    errors = check_bijection(layer.forward, layer.inverse, z)
+    b = Bound(name, seed, len(z))
+    errors = check_bijection(b.forward, b.inverse, z)
     assert errors["round_trip"] <= 1e-9 and errors["consistency"] <= 1e-10
 
 
@@ -51,24 +65,23 @@ def test_bijection_and_log_det(name, data, seed):
 @given(data=st.data(), seed=st.integers(0, 2**32 - 1))
 def test_vjps_match_central_differences(name, data, seed):
     case = CASES[name]
-    layer = case.build(np.random.default_rng(seed))
     z = away_from_kinks(data.draw(inputs(case)), case)
-    if layer.has_forward_vjp:
-        check_vjp(layer.forward_vjp, z, layer.params, rng=seed)
-    if layer.has_inverse_vjp:
-        x = layer.forward(z)[0]
-        check_vjp(layer.inverse_vjp, x, layer.params, rng=seed)
+    b = Bound(name, seed, len(z))
+    if b.layer.has_forward_vjp:
+        check_vjp(b.forward_vjp, z, b.layer.params, rng=seed)
+    if b.layer.has_inverse_vjp:
+        check_vjp(b.inverse_vjp, b.forward(z)[0], b.layer.params, rng=seed)
 
 
 @names
 def test_grads_mirror_params(name):
-    layer = CASES[name].build(np.random.default_rng(0))
-    z = np.full((2, DIM), 0.3 * (CASES[name].low + CASES[name].high) + 0.1)
-    for vjp, h in ((layer.forward_vjp, z), (layer.inverse_vjp, layer.forward(z)[0])):
+    b = Bound(name, 0, 2)
+    z = np.full((2, DIM), 0.3 * (b.case.low + b.case.high) + 0.1)
+    for vjp, h in ((b.forward_vjp, z), (b.inverse_vjp, b.forward(z)[0])):
         _, _, pullback = vjp(h)
         grad_in, grads = pullback(np.ones((2, DIM)), np.ones(2))
         assert grad_in.shape == h.shape
-        _assert_same_structure(grads, layer.params)
+        _assert_same_structure(grads, b.layer.params)
 
 
 def _assert_same_structure(grads, params):
@@ -87,15 +100,14 @@ def _assert_same_structure(grads, params):
 @names
 @pytest.mark.parametrize("n", [0, 1])
 def test_empty_and_single_row(name, n):
-    case = CASES[name]
-    layer = case.build(np.random.default_rng(1))
-    z = np.linspace(case.low, case.high, n * DIM + 2)[1:-1].reshape(n, DIM)
-    x, ld = layer.forward(z)
+    b = Bound(name, 1, n)
+    z = np.linspace(b.case.low, b.case.high, n * DIM + 2)[1:-1].reshape(n, DIM)
+    x, ld = b.forward(z)
     assert x.shape == (n, DIM) and ld.shape == (n,)
-    z_back, ld_inv = layer.inverse(x)
+    z_back, ld_inv = b.inverse(x)
     assert z_back.shape == (n, DIM) and ld_inv.shape == (n,)
     np.testing.assert_allclose(z_back, z, atol=1e-9)
-    for vjp, h in ((layer.forward_vjp, z), (layer.inverse_vjp, x)):
+    for vjp, h in ((b.forward_vjp, z), (b.inverse_vjp, x)):
         out, _, pullback = vjp(h)
         grad_in, _ = pullback(np.ones_like(out), np.ones(n))
         assert grad_in.shape == (n, DIM)
@@ -104,23 +116,21 @@ def test_empty_and_single_row(name, n):
 @names
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dtype_kept_and_outputs_finite(name, dtype):
-    case = CASES[name]
-    layer = case.build(np.random.default_rng(2))
-    z = np.random.default_rng(3).uniform(case.low, case.high, (5, DIM)).astype(dtype)
+    b = Bound(name, 2, 5)
+    z = np.random.default_rng(3).uniform(b.case.low, b.case.high, (5, DIM)).astype(dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        x, ld = layer.forward(z)
-        z_back, ld_inv = layer.inverse(x)
+        x, ld = b.forward(z)
+        z_back, ld_inv = b.inverse(x)
     for a in (x, ld, z_back, ld_inv):
         assert a.dtype == dtype and np.all(np.isfinite(a))
 
 
 @names
 def test_bad_inputs_are_refused_without_changing_params(name):
-    case = CASES[name]
-    layer = case.build(np.random.default_rng(4))
-    before = [p.copy() for p in leaves(layer.params)]
-    good = np.full((2, DIM), 0.5 * (case.low + case.high))
+    b = Bound(name, 4, 2)
+    before = [p.copy() for p in leaves(b.layer.params)]
+    good = np.full((2, DIM), 0.5 * (b.case.low + b.case.high))
     bad_inputs = {
         "shape": good[:, :-1],
         "1-D": good[0],
@@ -128,10 +138,10 @@ def test_bad_inputs_are_refused_without_changing_params(name):
         "inf": np.where(np.eye(2, DIM, dtype=bool), np.inf, good),
         "dtype": good.astype(np.int64),
     }
-    for method in (layer.forward, layer.inverse, layer.forward_vjp, layer.inverse_vjp):
+    for method in (b.forward, b.inverse, b.forward_vjp, b.inverse_vjp):
         for what, bad in bad_inputs.items():
             with pytest.raises(ValueError) as info:
                 method(bad)
             assert str(info.value), what
-    for p, p0 in zip(leaves(layer.params), before, strict=True):
+    for p, p0 in zip(leaves(b.layer.params), before, strict=True):
         np.testing.assert_array_equal(p, p0)

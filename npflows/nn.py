@@ -1,0 +1,135 @@
+"""Conditioner networks with hand-written backward passes.
+
+A conditioner computes a transformer's raw parameters θ from what the layer may look at (the other
+half of a coupling split, the preceding coordinates of an autoregressive flow, a context vector).
+It need not be invertible (book: ch. 16, "Coupling flows").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .layer import RNGLike, as_rng
+
+
+def _relu(a):
+    out = np.maximum(a, 0.0)
+    return out, lambda: (a > 0).astype(a.dtype)
+
+
+def _tanh(a):
+    out = np.tanh(a)
+    return out, lambda: 1.0 - out * out
+
+
+def _elu(a):
+    # elu(a) = a for a > 0, eᵃ − 1 otherwise; its derivative is 1, or eᵃ = elu(a) + 1.
+    out = np.where(a > 0, a, np.expm1(np.minimum(a, 0.0)))
+    return out, lambda: np.where(a > 0, 1.0, out + 1.0)
+
+
+def _silu(a):
+    # silu(a) = a σ(a); derivative σ(a) (1 + a (1 − σ(a))).
+    sig = 0.5 * (1.0 + np.tanh(0.5 * a))  # σ(a) without overflow in exp
+    return a * sig, lambda: sig * (1.0 + a * (1.0 - sig))
+
+
+ACTIVATIONS = {"relu": _relu, "tanh": _tanh, "elu": _elu, "silu": _silu}
+# Kaiming (He et al. 2015, arXiv:1502.01852) gain for ReLU-like units; LeCun (gain 1) for tanh.
+GAINS = {"relu": np.sqrt(2.0), "tanh": 1.0, "elu": np.sqrt(2.0), "silu": np.sqrt(2.0)}
+
+
+class MLP:
+    """out = W_L a(… a(W_1 h + b_1) …) + b_L, a fully connected network with activation a.
+
+    Args:
+        in_dim, out_dim: widths of the input h and the output.
+        hidden: widths of the hidden layers, e.g. (64, 64).
+        activation: "relu", "tanh", "elu" or "silu".
+        out_bias: initial output bias, shape (out_dim,) (default zeros).
+        rng: draws the hidden weights.
+
+    Initialization: hidden weights W_l ~ N(0, gain² / fan_in) (gain √2 for ReLU, ELU and SiLU, 1 for
+    tanh), hidden biases 0; the output weights are 0, so the network starts as the constant
+    ``out_bias`` whatever its input: a coupling layer built on it starts as the identity.
+
+    ``params == {"weights": [W_1, …, W_L], "biases": [b_1, …, b_L]}``, W_l of shape (fan_in, fan_out)
+    so that a row-vector batch computes ``h @ W + b``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "relu",
+        out_bias=None,
+        rng: RNGLike = None,
+    ):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        widths = [int(in_dim), *(int(h) for h in hidden), int(out_dim)]
+        if min(widths[1:]) < 1 or widths[0] < 0:
+            raise ValueError(f"layer widths must be positive, got {widths}")
+        rng = as_rng(rng)
+        gain = GAINS[activation]
+        weights = [
+            rng.standard_normal((fan_in, fan_out)) * gain / np.sqrt(max(fan_in, 1))
+            for fan_in, fan_out in zip(widths[:-2], widths[1:-1], strict=True)
+        ]
+        weights.append(np.zeros((widths[-2], widths[-1])))
+        biases = [np.zeros(w) for w in widths[1:]]
+        if out_bias is not None:
+            biases[-1][...] = out_bias
+        self.in_dim, self.out_dim, self.hidden, self.activation = (
+            widths[0],
+            widths[-1],
+            tuple(widths[1:-1]),
+            activation,
+        )
+        self.params = {"weights": weights, "biases": biases}
+
+    def get_config(self) -> dict:
+        return {
+            "in_dim": self.in_dim,
+            "out_dim": self.out_dim,
+            "hidden": list(self.hidden),
+            "activation": self.activation,
+        }
+
+    def __call__(self, h: np.ndarray) -> np.ndarray:
+        """The output (N, out_dim) for input h (N, in_dim), without the backward pass."""
+        weights, biases = self.params["weights"], self.params["biases"]
+        act = ACTIVATIONS[self.activation]
+        for W, b in zip(weights[:-1], biases[:-1], strict=True):
+            h = act(h @ W + b)[0]
+        return h @ weights[-1] + biases[-1]
+
+    def forward_vjp(self, h: np.ndarray):
+        """The output and its pullback ``grad_out (N, out_dim) -> (grad_h (N, in_dim), grads)``."""
+        weights, biases = self.params["weights"], self.params["biases"]
+        act = ACTIVATIONS[self.activation]
+        inputs, derivs = [h], []
+        for W, b in zip(weights[:-1], biases[:-1], strict=True):
+            h, deriv = act(h @ W + b)
+            inputs.append(h)
+            derivs.append(deriv)
+        out = h @ weights[-1] + biases[-1]
+
+        def pullback(grad_out):
+            # Layer l computed out_l = a_{l−1} @ W_l + b_l, then a_l = act(out_l). Backward:
+            # ∂L/∂W_l = a_{l−1}ᵀ ∂L/∂out_l, ∂L/∂b_l = Σ_n ∂L/∂out_l, ∂L/∂a_{l−1} = ∂L/∂out_l W_lᵀ,
+            # ∂L/∂out_{l−1} = ∂L/∂a_{l−1} ⊙ act′(out_{l−1}).
+            grad_w, grad_b = [None] * len(weights), [None] * len(weights)
+            grad = grad_out
+            for l in reversed(range(len(weights))):
+                grad_w[l] = inputs[l].T @ grad
+                grad_b[l] = grad.sum(axis=0)
+                grad = grad @ weights[l].T
+                if l > 0:
+                    grad = grad * derivs[l - 1]()
+            return grad, {"weights": grad_w, "biases": grad_b}
+
+        return out, pullback
