@@ -58,7 +58,25 @@ def coupling(transformer, context_dim=0, mask=None, activation="tanh"):
     return build
 
 
+def linear(rng: np.random.Generator) -> Layer:
+    """A dense linear layer kept well conditioned: Ω = I + 0.3 · N(0, 1)."""
+    layer = nf.Linear(DIM)
+    layer.params["Omega"] += 0.3 * rng.standard_normal((DIM, DIM))
+    layer.params["beta"] += 0.5 * rng.standard_normal(DIM)
+    return layer
+
+
 CASES: dict[str, Case] = {
+    "Linear": Case(linear),
+    "Diagonal": Case(lambda rng: perturbed(nf.Diagonal(DIM), rng)),
+    "Orthogonal": Case(lambda rng: perturbed(nf.Orthogonal(DIM, rng=rng), rng)),
+    "Orthogonal-one-reflection": Case(
+        lambda rng: perturbed(nf.Orthogonal(DIM, n_reflections=1, rng=rng), rng)
+    ),
+    "Triangular": Case(lambda rng: perturbed(nf.Triangular(DIM), rng)),
+    "LULinear": Case(lambda rng: perturbed(nf.LULinear(DIM, sign=[1, -1, 1], rng=rng), rng)),
+    "Permutation-random": Case(lambda rng: nf.Permutation(DIM, "random", rng=rng)),
+    "Permutation-reverse": Case(lambda rng: nf.Permutation(DIM, "reverse")),
     "LeakyReLU": Case(lambda rng: nf.LeakyReLU(DIM, alpha=0.3), kinks=(0.0,)),
     "Sigmoid": Case(lambda rng: nf.Sigmoid(DIM, low=-2.0, high=5.0), low=-8.0, high=8.0),
     "Logit": Case(lambda rng: nf.Logit(DIM, low=-2.0, high=5.0), low=-1.9, high=4.9),
