@@ -7,18 +7,55 @@ x = f[z], ``inverse`` the normalizing map z = f⁻¹[x]. (nflows and zuko call t
 
 from .distributions import StandardNormal
 from .flow import Flow
+from .io import ModelFileError, load, save
 from .layer import Layer
-from .layers import Elementwise, Invert, LeakyReLU, Logit, Sigmoid
+from .layers import (
+    IAF,
+    MAF,
+    Coupling,
+    Diagonal,
+    Elementwise,
+    Invert,
+    LeakyReLU,
+    Linear,
+    Logit,
+    LULinear,
+    Orthogonal,
+    Permutation,
+    PiecewiseLinear,
+    RQSpline,
+    Sigmoid,
+    Triangular,
+)
+from .train import History, TrainingDiverged, fit, fit_lbfgs
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "IAF",
+    "MAF",
+    "Coupling",
+    "Diagonal",
     "Elementwise",
     "Flow",
+    "History",
     "Invert",
+    "LULinear",
     "Layer",
     "LeakyReLU",
+    "Linear",
     "Logit",
+    "ModelFileError",
+    "Orthogonal",
+    "Permutation",
+    "PiecewiseLinear",
+    "RQSpline",
     "Sigmoid",
     "StandardNormal",
+    "TrainingDiverged",
+    "Triangular",
+    "fit",
+    "fit_lbfgs",
+    "load",
+    "save",
 ]

@@ -6,6 +6,8 @@ import numpy as np
 
 from .layer import RNGLike, as_rng, check_array
 
+__all__ = ["StandardNormal"]
+
 LOG_2PI = float(np.log(2.0 * np.pi))
 
 

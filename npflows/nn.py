@@ -14,6 +14,8 @@ import numpy as np
 from .layer import RNGLike, as_rng
 
 
+# Each activation returns its value and a function giving its derivative, which is evaluated only
+# when a backward pass asks for it.
 def _relu(a):
     out = np.maximum(a, 0.0)
     return out, lambda: (a > 0).astype(a.dtype)
@@ -67,6 +69,7 @@ class MLP:
         activation: str = "relu",
         out_bias=None,
         rng: RNGLike = None,
+        masks: Sequence[np.ndarray] | None = None,
     ):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
@@ -90,6 +93,18 @@ class MLP:
             activation,
         )
         self.params = {"weights": weights, "biases": biases}
+        if masks is not None and [m.shape for m in masks] != [w.shape for w in weights]:
+            raise ValueError(
+                "masks must match the weight shapes " + str([w.shape for w in weights])
+            )
+        self.masks = None if masks is None else [np.asarray(m, dtype=np.float64) for m in masks]
+
+    def _weights(self):
+        """The effective weights W_l ⊙ M_l (MADE's masks), or W_l when unmasked."""
+        weights = self.params["weights"]
+        if self.masks is None:
+            return weights
+        return [w * m for w, m in zip(weights, self.masks, strict=True)]
 
     def get_config(self) -> dict:
         return {
@@ -101,7 +116,7 @@ class MLP:
 
     def __call__(self, h: np.ndarray) -> np.ndarray:
         """The output (N, out_dim) for input h (N, in_dim), without the backward pass."""
-        weights, biases = self.params["weights"], self.params["biases"]
+        weights, biases = self._weights(), self.params["biases"]
         act = ACTIVATIONS[self.activation]
         for W, b in zip(weights[:-1], biases[:-1], strict=True):
             h = act(h @ W + b)[0]
@@ -109,7 +124,7 @@ class MLP:
 
     def forward_vjp(self, h: np.ndarray):
         """The output and its pullback ``grad_out (N, out_dim) -> (grad_h (N, in_dim), grads)``."""
-        weights, biases = self.params["weights"], self.params["biases"]
+        weights, biases = self._weights(), self.params["biases"]
         act = ACTIVATIONS[self.activation]
         inputs, derivs = [h], []
         for W, b in zip(weights[:-1], biases[:-1], strict=True):
@@ -130,6 +145,101 @@ class MLP:
                 grad = grad @ weights[l].T
                 if l > 0:
                     grad = grad * derivs[l - 1]()
+            if self.masks is not None:  # W ⊙ M: the masked entries receive no gradient
+                grad_w = [g * m for g, m in zip(grad_w, self.masks, strict=True)]
             return grad, {"weights": grad_w, "biases": grad_b}
 
         return out, pullback
+
+
+ORDERS = ("natural", "reversed", "random")
+
+
+class MADE(MLP):
+    """Masked autoencoder for distribution estimation (Germain et al. 2015, arXiv:1502.03509).
+
+    An MLP whose weights are multiplied by fixed 0/1 masks so that the output block of coordinate i
+    depends only on the inputs that precede i in ``order`` (and on the context, which every unit
+    may see): θ_i = net(h_{<i}, c). MATH.md, "Autoregressive flows".
+
+    Degrees: input d has degree m(d) ∈ {1, …, D}, its rank in the order; context inputs have degree 0;
+    hidden units of every layer cycle through the degrees 1 … D − 1 in order (0 … D − 1 when there is
+    a context, so that some units see the context alone), deterministic so that the masks do not
+    depend on ``rng``. A hidden unit of degree m sees units of degree ≤ m; output block i (degree
+    m(i)) sees units of degree < m(i). So the first coordinate's θ depends on the context alone.
+
+    Args:
+        dim: D. params_per_dim: P, the width of each coordinate's output block.
+        hidden, activation, rng: as :class:`MLP`.
+        order: "natural" (1 … D), "reversed", "random" (drawn from ``rng``) or a permutation of
+            range(D) listing the coordinates first to last.
+        context_dim: width of a context vector appended to the input.
+        out_bias: initial output bias, shape (P,) (repeated for every coordinate) or (D · P,).
+
+    Output: (N, D · P), coordinate-major (reshape to (N, D, P)). ``params`` as :class:`MLP`.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        params_per_dim: int,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "relu",
+        order: str | Sequence[int] = "natural",
+        context_dim: int = 0,
+        out_bias=None,
+        rng: RNGLike = None,
+    ):
+        if int(dim) != dim or dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        if int(params_per_dim) != params_per_dim or params_per_dim < 1:
+            raise ValueError(f"params_per_dim must be a positive integer, got {params_per_dim!r}")
+        rng = as_rng(rng)
+        dim, P = int(dim), int(params_per_dim)
+        self.order = _order(order, dim, rng)
+        degree_in = np.empty(dim, dtype=int)
+        degree_in[self.order] = np.arange(1, dim + 1)
+        degrees = [np.concatenate([degree_in, np.zeros(int(context_dim), dtype=int)])]
+        lowest = 0 if context_dim else 1  # degree-0 units see the context alone
+        for width in hidden:
+            degrees.append(lowest + np.arange(int(width)) % max(dim - lowest, 1))
+        masks = [
+            d_in[:, None] <= d_out[None, :]
+            for d_in, d_out in zip(degrees[:-1], degrees[1:], strict=True)
+        ]
+        degree_out = np.repeat(degree_in, P)
+        masks.append(degrees[-1][:, None] < degree_out[None, :])
+        if out_bias is not None:
+            out_bias = (
+                np.broadcast_to(out_bias, (dim, P)).ravel() if np.size(out_bias) == P else out_bias
+            )
+        super().__init__(
+            dim + int(context_dim), dim * P, hidden, activation, out_bias, rng, masks=masks
+        )
+        self.dim, self.params_per_dim, self.context_dim = dim, P, int(context_dim)
+
+    def get_config(self) -> dict:
+        return {
+            "dim": self.dim,
+            "params_per_dim": self.params_per_dim,
+            "hidden": list(self.hidden),
+            "activation": self.activation,
+            "order": self.order.tolist(),
+            "context_dim": self.context_dim,
+        }
+
+
+def _order(order, dim, rng) -> np.ndarray:
+    """The coordinates listed first to last, as an int array."""
+    if isinstance(order, str):
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS} or a permutation, got {order!r}")
+        if order == "natural":
+            return np.arange(dim)
+        if order == "reversed":
+            return np.arange(dim)[::-1].copy()
+        return rng.permutation(dim)
+    perm = np.asarray(order)
+    if perm.shape != (dim,) or perm.dtype.kind not in "iu" or set(perm.tolist()) != set(range(dim)):
+        raise ValueError(f"order must be a permutation of range({dim}), got {order!r}")
+    return perm.astype(int)

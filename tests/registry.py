@@ -66,6 +66,16 @@ def linear(rng: np.random.Generator) -> Layer:
     return layer
 
 
+def autoregressive(cls, transformer, context_dim=0, order="random"):
+    """A builder of a small MAF or IAF whose MADE (output layer included) is randomized."""
+
+    def build(rng):
+        layer = cls(DIM, transformer, (8, 8), "tanh", order, context_dim=context_dim, rng=rng)
+        return perturbed(layer, rng, scale=0.3)
+
+    return build
+
+
 CASES: dict[str, Case] = {
     "Linear": Case(linear),
     "Diagonal": Case(lambda rng: perturbed(nf.Diagonal(DIM), rng)),
@@ -94,6 +104,10 @@ CASES: dict[str, Case] = {
     ),
     "Flow": Case(composite),
     "Coupling-affine": Case(coupling(AffineTransformer())),
+    "MAF-affine": Case(autoregressive(nf.MAF, AffineTransformer())),
+    "MAF-affine-context": Case(autoregressive(nf.MAF, AffineTransformer(), context_dim=2)),
+    "IAF-affine": Case(autoregressive(nf.IAF, AffineTransformer(), order="reversed")),
+    "IAF-affine-context": Case(autoregressive(nf.IAF, AffineTransformer(), context_dim=2)),
     "Coupling-affine-context": Case(coupling(AffineTransformer(), context_dim=2)),
     "Coupling-additive-mask": Case(coupling(AdditiveTransformer(), mask=[True, False, True])),
     "Coupling-affine-clamp2-silu": Case(coupling(AffineTransformer(clamp=2.0), activation="silu")),

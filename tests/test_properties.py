@@ -37,6 +37,16 @@ def away_from_kinks(z, case):
 names = pytest.mark.parametrize("name", sorted(CASES))
 
 
+def offered_vjps(b, z, x):
+    """(vjp, input) for each direction the layer offers a pullback in."""
+    pairs = []
+    if b.layer.has_forward_vjp:
+        pairs.append((b.forward_vjp, z))
+    if b.layer.has_inverse_vjp:
+        pairs.append((b.inverse_vjp, x))
+    return pairs
+
+
 class Bound:
     """A registered layer with its context (if conditional) bound into the four maps."""
 
@@ -77,11 +87,24 @@ def test_vjps_match_central_differences(name, data, seed):
 def test_grads_mirror_params(name):
     b = Bound(name, 0, 2)
     z = np.full((2, DIM), 0.3 * (b.case.low + b.case.high) + 0.1)
-    for vjp, h in ((b.forward_vjp, z), (b.inverse_vjp, b.forward(z)[0])):
+    for vjp, h in offered_vjps(b, z, b.forward(z)[0]):
         _, _, pullback = vjp(h)
         grad_in, grads = pullback(np.ones((2, DIM)), np.ones(2))
         assert grad_in.shape == h.shape
         _assert_same_structure(grads, b.layer.params)
+
+
+@names
+def test_a_direction_without_pullback_says_so(name):
+    b = Bound(name, 0, 2)
+    z = np.full((2, DIM), 0.5 * (b.case.low + b.case.high))
+    for offered, vjp in (
+        (b.layer.has_forward_vjp, b.forward_vjp),
+        (b.layer.has_inverse_vjp, b.inverse_vjp),
+    ):
+        if not offered:
+            with pytest.raises(NotImplementedError, match="does not offer"):
+                vjp(z)
 
 
 def _assert_same_structure(grads, params):
@@ -107,7 +130,7 @@ def test_empty_and_single_row(name, n):
     z_back, ld_inv = b.inverse(x)
     assert z_back.shape == (n, DIM) and ld_inv.shape == (n,)
     np.testing.assert_allclose(z_back, z, atol=1e-9)
-    for vjp, h in ((b.forward_vjp, z), (b.inverse_vjp, x)):
+    for vjp, h in offered_vjps(b, z, x):
         out, _, pullback = vjp(h)
         grad_in, _ = pullback(np.ones_like(out), np.ones(n))
         assert grad_in.shape == (n, DIM)

@@ -1,6 +1,31 @@
-"""Flow layers: linear, elementwise, and the wrappers that combine them."""
+"""Flow layers: linear, elementwise, coupling, autoregressive, and wrappers."""
 
-from .elementwise import Elementwise, LeakyReLU, Sigmoid
+from .autoregressive import IAF, MAF
+from .coupling import Coupling
+from .dense import Linear
+from .diagonal import Diagonal
+from .elementwise import Elementwise, LeakyReLU, PiecewiseLinear, RQSpline, Sigmoid
 from .invert import Invert, Logit
+from .lu import LULinear
+from .orthogonal import Orthogonal
+from .permutation import Permutation
+from .triangular import Triangular
 
-__all__ = ["Elementwise", "Invert", "LeakyReLU", "Logit", "Sigmoid"]
+__all__ = [
+    "IAF",
+    "MAF",
+    "Coupling",
+    "Diagonal",
+    "Elementwise",
+    "Invert",
+    "LULinear",
+    "LeakyReLU",
+    "Linear",
+    "Logit",
+    "Orthogonal",
+    "Permutation",
+    "PiecewiseLinear",
+    "RQSpline",
+    "Sigmoid",
+    "Triangular",
+]

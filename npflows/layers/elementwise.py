@@ -11,6 +11,8 @@ import numpy as np
 from ..layer import Layer, describe
 from ..transformers.base import Transformer
 from ..transformers.leaky_relu import LeakyReLUTransformer
+from ..transformers.piecewise_linear import PiecewiseLinearTransformer
+from ..transformers.rq_spline import RQSplineTransformer
 from ..transformers.sigmoid import SigmoidTransformer
 
 
@@ -98,3 +100,52 @@ class Sigmoid(Elementwise):
 
     def get_config(self) -> dict:
         return {"dim": self.dim, "low": self.transformer.low, "high": self.transformer.high}
+
+
+class PiecewiseLinear(Elementwise):
+    """Piecewise-linear elementwise flow with K equal-width bins (Müller et al. 2019, arXiv:1808.03856).
+
+    Book: ch. 16, "Elementwise flows". ``params["theta"]`` has shape (D, K); bin masses
+    φ_d = softmax(θ_d). With b = ⌊K z_d⌋ (0-based, clipped to K − 1),
+        x_d = Σ_{k<b} φ_{d,k} + (K z_d − b) φ_{d,b},    ∂x_d/∂z_d = K φ_{d,b}.
+    ``bound=None``: a map of [0, 1]ᴰ onto itself; z (forward) and x (inverse) outside [0, 1] are
+    refused with a ValueError, so put it after a ``Sigmoid`` or on data in [0, 1].
+    ``bound=B``: the same map rescaled to [−B, B] (z′ = (z + B)/(2B), x = −B + 2B f(z′), same
+    derivative) and the identity outside; the derivative jumps at ±B.
+    Forward log-det: Σ_d (log K + log φ_{d,b}) over the coordinates inside, shape (N,).
+    Identity at θ = 0, the initial value.
+    """
+
+    def __init__(self, dim: int, bins: int = 5, bound: float | None = None):
+        super().__init__(dim, PiecewiseLinearTransformer(bins, bound))
+
+    def get_config(self) -> dict:
+        return {"dim": self.dim, "bins": self.transformer.bins, "bound": self.transformer.bound}
+
+
+class RQSpline(Elementwise):
+    """Rational-quadratic spline elementwise flow on [−B, B], linear (identity) tails outside.
+
+    Durkan et al. 2019, "Neural spline flows", arXiv:1906.04032; nflows' convention, so the same raw
+    numbers give the same map as ``unconstrained_rational_quadratic_spline(..., tails="linear",
+    tail_bound=B)`` with its default minima m_w = m_h = m_d = 1e-3. Book: ch. 16, "Elementwise flows".
+
+    ``params["theta"]`` has shape (D, 3K − 1): per coordinate [θ_w (K), θ_h (K), θ_d (K − 1)], with
+        w = m_w + (1 − m_w K) softmax(θ_w),  x_0 = −B,  x_k = −B + 2B Σ_{j<k} w_j,  x_K = B;
+        heights and y-knots the same from θ_h and m_h;
+        δ_k = m_d + softplus(θ_d,k) for k = 1 … K−1,  δ_0 = δ_K = 1.
+    In bin k, ξ = (z − x_k)/(x_{k+1} − x_k), s_k = (y_{k+1} − y_k)/(x_{k+1} − x_k):
+        x = y_k + (y_{k+1} − y_k)[s_k ξ² + δ_k ξ(1 − ξ)] / [s_k + (δ_{k+1} + δ_k − 2 s_k) ξ(1 − ξ)].
+    Forward log-det: Σ_d log ∂x_d/∂z_d, shape (N,), with
+        ∂x/∂z = s_k² [δ_{k+1} ξ² + 2 s_k ξ(1 − ξ) + δ_k (1 − ξ)²] / [s_k + (δ_{k+1} + δ_k − 2 s_k) ξ(1 − ξ)]²
+    inside [−B, B] and 0 outside. The inverse solves a quadratic in closed form (no NaN from rounding).
+    θ starts at the identity: θ_w = θ_h = 0, θ_d = log(exp(1 − m_d) − 1).
+    Direction: our forward is generative, so this layer's ``inverse`` (normalizing) applies the
+    inverse spline, where an nflows spline layer's normalizing ``forward`` applies the spline itself.
+    """
+
+    def __init__(self, dim: int, bins: int = 8, bound: float = 3.0):
+        super().__init__(dim, RQSplineTransformer(bins, bound))
+
+    def get_config(self) -> dict:
+        return {"dim": self.dim, "bins": self.transformer.bins, "bound": self.transformer.bound}

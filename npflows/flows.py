@@ -1,0 +1,162 @@
+"""Prebuilt flows, with arguments in the style of zuko: each function returns a :class:`Flow`.
+
+Every coupling flow alternates coupling layers with a mixing layer, so that each coordinate is
+transformed conditioned on every other one over the stack (book: ch. 16, "Coupling flows": the
+permutations "are initialized randomly and then frozen"). ``mixing`` chooses it:
+
+- ``"reverse"``: reverse the coordinates (deterministic; with D = 2 this alternates the halves);
+- ``"random"``: a random permutation per layer, drawn from ``rng``;
+- ``"lu"``: a learned :class:`LULinear` map (Glow's invertible 1×1 convolution, Kingma & Dhariwal
+  2018, arXiv:1807.03039), with its fixed permutation drawn from ``rng``;
+- ``"orthogonal"``: a learned :class:`Orthogonal` (Householder) map.
+
+Layers are listed from the base (z) to the data (x), as in :class:`Flow`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .flow import Flow
+from .layer import Layer, RNGLike, as_rng
+from .layers.coupling import Coupling
+from .layers.diagonal import Diagonal
+from .layers.lu import LULinear
+from .layers.orthogonal import Orthogonal
+from .layers.permutation import Permutation
+from .transformers.affine import AdditiveTransformer, AffineTransformer
+from .transformers.base import Transformer
+from .transformers.piecewise_linear import PiecewiseLinearTransformer
+from .transformers.rq_spline import RQSplineTransformer
+
+__all__ = ["NICE", "NSF", "PiecewiseLinearFlow", "RealNVP", "coupling_flow"]
+
+MIXINGS = ("reverse", "random", "lu", "orthogonal")
+
+
+def _mixing_layer(kind: str, dim: int, rng) -> Layer:
+    if kind == "reverse":
+        return Permutation(dim, "reverse")
+    if kind == "random":
+        return Permutation(dim, "random", rng=rng)
+    if kind == "lu":
+        return LULinear(dim, rng=rng)
+    if kind == "orthogonal":
+        return Orthogonal(dim, rng=rng)
+    raise ValueError(f"mixing must be one of {MIXINGS}, got {kind!r}")
+
+
+def coupling_flow(
+    dim: int,
+    transformer: Transformer,
+    n_layers: int,
+    hidden: Sequence[int] = (64, 64),
+    activation: str = "relu",
+    mixing: str = "reverse",
+    context_dim: int = 0,
+    rng: RNGLike = None,
+) -> Flow:
+    """``n_layers`` couplings with ``transformer``, a mixing layer between consecutive ones.
+
+    Each coupling transforms the last ⌈D/2⌉ coordinates conditioned on the first ⌊D/2⌋ (and the
+    context); the mixing layers move every coordinate through both roles.
+    """
+    if int(dim) != dim or dim < 2 and context_dim == 0:
+        raise ValueError(f"a coupling flow needs dim ≥ 2 (or a context), got {dim!r}")
+    if int(n_layers) != n_layers or n_layers < 1:
+        raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
+    if mixing not in MIXINGS:
+        raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
+    rng = as_rng(rng)
+    layers: list[Layer] = []
+    for k in range(int(n_layers)):
+        if k > 0:
+            layers.append(_mixing_layer(mixing, dim, rng))
+        layers.append(
+            Coupling(dim, transformer, None, hidden, activation, context_dim=context_dim, rng=rng)
+        )
+    return Flow(layers)
+
+
+def NICE(
+    dim: int,
+    n_layers: int = 4,
+    hidden: Sequence[int] = (64, 64),
+    activation: str = "relu",
+    mixing: str = "reverse",
+    context_dim: int = 0,
+    rng: RNGLike = None,
+) -> Flow:
+    """NICE (Dinh et al. 2015, arXiv:1410.8516): additive couplings x_b = z_b + t(z_a), then a
+    learned diagonal scaling next to the data (the only layer that changes volume)."""
+    flow = coupling_flow(
+        dim, AdditiveTransformer(), n_layers, hidden, activation, mixing, context_dim, rng
+    )
+    return Flow([*flow.layers, Diagonal(dim)])
+
+
+def RealNVP(
+    dim: int,
+    n_layers: int = 8,
+    hidden: Sequence[int] = (64, 64),
+    activation: str = "relu",
+    clamp: float | None = 5.0,
+    mixing: str = "reverse",
+    context_dim: int = 0,
+    rng: RNGLike = None,
+) -> Flow:
+    """RealNVP (Dinh et al. 2017, arXiv:1605.08803): affine couplings x_b = z_b · exp(s) + t with
+    the log-scale soft-clamped, s = c · tanh(s̃ / c) (``clamp`` = c; see AffineTransformer)."""
+    return coupling_flow(
+        dim, AffineTransformer(clamp), n_layers, hidden, activation, mixing, context_dim, rng
+    )
+
+
+def NSF(
+    dim: int,
+    n_layers: int = 4,
+    bins: int = 8,
+    bound: float = 5.0,
+    hidden: Sequence[int] = (64, 64),
+    activation: str = "relu",
+    mixing: str = "reverse",
+    context_dim: int = 0,
+    rng: RNGLike = None,
+) -> Flow:
+    """Neural spline flow (Durkan et al. 2019, arXiv:1906.04032): rational-quadratic spline
+    couplings on [−bound, bound] with linear (identity) tails, nflows' convention (MATH.md)."""
+    return coupling_flow(
+        dim,
+        RQSplineTransformer(bins, bound),
+        n_layers,
+        hidden,
+        activation,
+        mixing,
+        context_dim,
+        rng,
+    )
+
+
+def PiecewiseLinearFlow(
+    dim: int,
+    n_layers: int = 4,
+    bins: int = 8,
+    bound: float = 5.0,
+    hidden: Sequence[int] = (64, 64),
+    activation: str = "relu",
+    mixing: str = "reverse",
+    context_dim: int = 0,
+    rng: RNGLike = None,
+) -> Flow:
+    """Piecewise-linear couplings (Müller et al. 2019, arXiv:1808.03856) on [−bound, bound] with
+    identity tails."""
+    return coupling_flow(
+        dim,
+        PiecewiseLinearTransformer(bins, bound),
+        n_layers,
+        hidden,
+        activation,
+        mixing,
+        context_dim,
+        rng,
+    )

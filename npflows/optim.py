@@ -1,0 +1,127 @@
+"""Adam, the optimizer ``fit`` uses (Kingma & Ba 2015, arXiv:1412.6980).
+
+Algorithm 1 of the paper, run on every parameter array θ with its gradient g, all operations
+elementwise, t counting the steps taken so far (starting at 0, with m = v = 0):
+
+    t ← t + 1
+    m ← β₁ m + (1 − β₁) g                    (biased first moment)
+    v ← β₂ v + (1 − β₂) g²                   (biased second raw moment)
+    m̂ ← m / (1 − β₁ᵗ)                        (bias-corrected first moment)
+    v̂ ← v / (1 − β₂ᵗ)                        (bias-corrected second raw moment)
+    θ ← θ − α m̂ / (√v̂ + ε)
+
+Defaults are the paper's: α = 1e-3, β₁ = 0.9, β₂ = 0.999, ε = 1e-8.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .tree import Tree, leaves, leaves_with_paths, tree_map
+
+
+class Adam:
+    """Adam on a parameter tree, updating its arrays in place.
+
+    Args:
+        params: the live parameter tree to train, e.g. ``flow.params``. Its arrays are changed in
+            place by :meth:`step`, so the layers that own them train.
+        lr: the step size α > 0.
+        betas: (β₁, β₂), the moment decay rates, each in [0, 1).
+        eps: ε > 0, added to √v̂ so the step stays finite where v̂ = 0.
+
+    Attributes:
+        t: the number of steps taken.
+        m, v: the first and second moment estimates, trees mirroring ``params`` (float64).
+    """
+
+    def __init__(
+        self,
+        params: Tree,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ):
+        if not (np.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        if not (np.isfinite(eps) and eps > 0):
+            raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+        for path, leaf in leaves_with_paths(params):
+            if leaf.dtype != np.float64 or not leaf.flags.writeable:
+                raise ValueError(
+                    f"Adam updates float64 arrays in place; {path!r} is a "
+                    f"{'read-only ' if not leaf.flags.writeable else ''}{leaf.dtype} array"
+                )
+        self.params = params
+        self.lr, self.betas, self.eps = float(lr), (float(betas[0]), float(betas[1])), float(eps)
+        self.t = 0
+        self.m = tree_map(np.zeros_like, params)
+        self.v = tree_map(np.zeros_like, params)
+
+    def _aligned(self, tree: Tree, name: str) -> list[np.ndarray]:
+        """The leaves of ``tree`` as float64 arrays in the order of ``params``' leaves, after
+        checking that ``tree`` has exactly the same paths and shapes and only finite values."""
+        given = dict(leaves_with_paths(tree))
+        expected = {path: leaf.shape for path, leaf in leaves_with_paths(self.params)}
+        missing, extra = expected.keys() - given.keys(), given.keys() - expected.keys()
+        if missing or extra:
+            raise ValueError(
+                f"{name} must mirror params; missing {sorted(missing)}, unexpected {sorted(extra)}"
+            )
+        out = []
+        for path, shape in expected.items():
+            leaf = np.asarray(given[path], dtype=np.float64)
+            if leaf.shape != shape:
+                raise ValueError(f"{name}[{path!r}] must have shape {shape}, got {leaf.shape}")
+            if not np.isfinite(leaf).all():
+                raise ValueError(f"{name}[{path!r}] has NaN or inf values; nothing was changed")
+            out.append(leaf)
+        return out
+
+    def step(self, grads: Tree) -> None:
+        """One step of Algorithm 1 with gradient ``grads`` (a tree mirroring ``params``).
+
+        Raises ValueError, changing nothing, when ``grads`` does not have the paths and shapes of
+        ``params`` or holds a NaN or inf.
+        """
+        g_leaves = self._aligned(grads, "grads")
+        beta1, beta2 = self.betas
+        self.t += 1
+        correction1, correction2 = 1.0 - beta1**self.t, 1.0 - beta2**self.t
+        for theta, m, v, g in zip(
+            leaves(self.params), leaves(self.m), leaves(self.v), g_leaves, strict=True
+        ):
+            m *= beta1
+            m += (1.0 - beta1) * g
+            v *= beta2
+            v += (1.0 - beta2) * g * g
+            m_hat, v_hat = m / correction1, v / correction2
+            theta -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+    def state_dict(self) -> dict:
+        """``{"t": steps taken, "m": tree, "v": tree}``, the arrays copied."""
+        return {"t": self.t, "m": tree_map(np.copy, self.m), "v": tree_map(np.copy, self.v)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`, so that the next steps continue exactly where it left off.
+
+        Raises ValueError, changing nothing, unless ``state`` has a non-negative integer ``"t"`` and
+        trees ``"m"``, ``"v"`` with the paths and shapes of ``params``, finite, with ``v ≥ 0``.
+        """
+        if not isinstance(state, dict) or set(state) != {"t", "m", "v"}:
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"state must be a dict with keys ['m', 't', 'v'], got {got}")
+        t = state["t"]
+        if not isinstance(t, (int, np.integer)) or isinstance(t, bool) or t < 0:
+            raise ValueError(f"state['t'] must be a non-negative integer, got {t!r}")
+        m_leaves, v_leaves = (
+            self._aligned(state["m"], "state['m']"),
+            self._aligned(state["v"], "state['v']"),
+        )
+        if any((v < 0).any() for v in v_leaves):
+            raise ValueError("state['v'] must be non-negative: it estimates the mean of g²")
+        for dst, src in zip(leaves(self.m) + leaves(self.v), m_leaves + v_leaves, strict=True):
+            dst[...] = src
+        self.t = int(t)
