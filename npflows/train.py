@@ -153,7 +153,7 @@ def fit(
                 if not np.isfinite(score):
                     raise diverged("the validation NLL", f"at the end of epoch {epoch + 1}")
             if report:
-                report.update(epoch, history.train_nll[-1], score if n_val else None)
+                report.update(epoch + 1, train_NLL=history.train_nll[-1], val_NLL=score if n_val else None)
             if score < best_score:
                 best_score, best_params, since_best = score, flatten(params), 0
                 history.best_epoch = epoch
@@ -235,27 +235,26 @@ def _first_non_finite(tree: Tree) -> str | None:
 
 
 class _Progress:
-    """A tqdm bar over epochs when tqdm is installed, else one line per epoch on stderr."""
+    """A tqdm bar when tqdm is installed, else one line per update on stderr."""
 
-    def __init__(self, epochs: int):
-        self.epochs = epochs
+    def __init__(self, total: int, unit: str = "epoch", desc: str = "fit"):
+        self.total, self.unit = total, unit
         try:
             from tqdm.auto import tqdm
         except ImportError:
             self.bar = None
         else:
-            self.bar = tqdm(total=epochs, desc="fit", unit="epoch")
+            self.bar = tqdm(total=total, desc=desc, unit=unit)
 
-    def update(self, epoch: int, train_nll: float, val_nll: float | None) -> None:
-        val = "-" if val_nll is None else f"{val_nll:.4f}"
+    def update(self, done: int, **metrics: float | None) -> None:
+        """Report ``done`` (counted from 1) of ``total`` units with ``metrics`` (None shows "-")."""
+        shown = {k: "-" if v is None else f"{v:.4f}" for k, v in metrics.items()}
         if self.bar is None:
-            print(
-                f"epoch {epoch + 1}/{self.epochs}  train NLL {train_nll:.4f}  val NLL {val}",
-                file=sys.stderr,
-            )
+            values = "  ".join(f"{k.replace('_', ' ')} {v}" for k, v in shown.items())
+            print(f"{self.unit} {done}/{self.total}  {values}", file=sys.stderr)
         else:
-            self.bar.set_postfix(train_nll=f"{train_nll:.4f}", val_nll=val, refresh=False)
-            self.bar.update()
+            self.bar.set_postfix(shown, refresh=False)
+            self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:

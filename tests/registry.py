@@ -16,7 +16,12 @@ import numpy as np
 import npflows as nf
 from npflows.layer import Layer
 from npflows.layers.coupling import Coupling
-from npflows.transformers import AdditiveTransformer, AffineTransformer
+from npflows.transformers import (
+    AdditiveTransformer,
+    AffineTransformer,
+    PiecewiseLinearTransformer,
+    RQSplineTransformer,
+)
 from npflows.tree import leaves
 
 DIM = 3
@@ -88,6 +93,19 @@ CASES: dict[str, Case] = {
     "Permutation-random": Case(lambda rng: nf.Permutation(DIM, "random", rng=rng)),
     "Permutation-reverse": Case(lambda rng: nf.Permutation(DIM, "reverse")),
     "LeakyReLU": Case(lambda rng: nf.LeakyReLU(DIM, alpha=0.3), kinks=(0.0,)),
+    "PiecewiseLinear-unit": Case(
+        lambda rng: perturbed(nf.PiecewiseLinear(DIM, bins=5), rng),
+        low=0.01,
+        high=0.99,
+        kinks=(0.2, 0.4, 0.6, 0.8),
+    ),
+    "PiecewiseLinear-bounded": Case(
+        lambda rng: perturbed(nf.PiecewiseLinear(DIM, bins=4, bound=2.0), rng),
+        kinks=(-2.0, -1.0, 0.0, 1.0, 2.0),
+    ),
+    "RQSpline": Case(
+        lambda rng: perturbed(nf.RQSpline(DIM, bins=5, bound=2.5), rng), kinks=(-2.5, 2.5)
+    ),
     "Sigmoid": Case(lambda rng: nf.Sigmoid(DIM, low=-2.0, high=5.0), low=-8.0, high=8.0),
     "Logit": Case(lambda rng: nf.Logit(DIM, low=-2.0, high=5.0), low=-1.9, high=4.9),
     "Elementwise-affine": Case(
@@ -104,6 +122,17 @@ CASES: dict[str, Case] = {
     ),
     "Flow": Case(composite),
     "Coupling-affine": Case(coupling(AffineTransformer())),
+    "Coupling-spline": Case(coupling(RQSplineTransformer(4, 2.5)), kinks=(-2.5, 2.5)),
+    "Coupling-spline-context": Case(
+        coupling(RQSplineTransformer(4, 2.5), context_dim=2), kinks=(-2.5, 2.5)
+    ),
+    "Coupling-piecewise-linear": Case(
+        coupling(PiecewiseLinearTransformer(4, 2.0)), kinks=(-2.0, -1.0, 0.0, 1.0, 2.0)
+    ),
+    "MAF-spline": Case(autoregressive(nf.MAF, RQSplineTransformer(4, 2.5)), kinks=(-2.5, 2.5)),
+    "IAF-spline-context": Case(
+        autoregressive(nf.IAF, RQSplineTransformer(4, 2.5), context_dim=2), kinks=(-2.5, 2.5)
+    ),
     "MAF-affine": Case(autoregressive(nf.MAF, AffineTransformer())),
     "MAF-affine-context": Case(autoregressive(nf.MAF, AffineTransformer(), context_dim=2)),
     "IAF-affine": Case(autoregressive(nf.IAF, AffineTransformer(), order="reversed")),

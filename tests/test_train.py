@@ -152,7 +152,7 @@ def test_progress_with_tqdm_draws_a_bar(capsys):
     pytest.importorskip("tqdm")
     fit(small_flow(), bimodal(50), epochs=2, rng=0, progress=True)
     out, err = capsys.readouterr()
-    assert out == "" and "2/2" in err and "val_nll=" in err
+    assert out == "" and "2/2" in err and "val_NLL=" in err
 
 
 def test_fit_lbfgs_reaches_the_gaussian_maximum_likelihood_fit():
