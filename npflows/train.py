@@ -153,7 +153,9 @@ def fit(
                 if not np.isfinite(score):
                     raise diverged("the validation NLL", f"at the end of epoch {epoch + 1}")
             if report:
-                report.update(epoch + 1, train_NLL=history.train_nll[-1], val_NLL=score if n_val else None)
+                report.update(
+                    epoch + 1, train_NLL=history.train_nll[-1], val_NLL=score if n_val else None
+                )
             if score < best_score:
                 best_score, best_params, since_best = score, flatten(params), 0
                 history.best_epoch = epoch

@@ -64,13 +64,13 @@ class Linear(Layer):
     def _forward_vjp(self, z, context):
         Omega, beta = self.params["Omega"], self.params["beta"]
         log_abs_det = _log_abs_det(Omega)
-        lu_piv = _lu(Omega)
+        _lu(Omega)  # refuses a numerically singular Ω, whose Ω⁻ᵀ the pullback needs
         x = z @ Omega.T + beta  # (N, D)
 
         def pullback(grad_x, grad_log_det):
             # x_n = Ω z_n + β: ∂L/∂z_n = Ωᵀ grad_x_n, ∂L/∂Ω = Σ_n grad_x_n z_nᵀ, ∂L/∂β = Σ_n grad_x_n.
-            # log|det Ω| is in every row: ∂ log|det Ω|/∂Ω = Ω⁻ᵀ, solved as Ωᵀ X = I.
-            Omega_inv_T = lu_solve(lu_piv, np.eye(len(Omega)), trans=1)
+            # log|det Ω| is in every row: ∂ log|det Ω|/∂Ω = Ω⁻ᵀ.
+            Omega_inv_T = np.linalg.inv(Omega).T
             grad_Omega = grad_x.T @ z + grad_log_det.sum() * Omega_inv_T
             return grad_x @ Omega, {"Omega": grad_Omega, "beta": grad_x.sum(axis=0)}
 
@@ -93,7 +93,7 @@ class Linear(Layer):
             grad_x = lu_solve(lu_piv, grad_z.T, trans=1).T
             # dz_n = −Ω⁻¹ dΩ Ω⁻¹ (x_n − β) = −Ω⁻¹ dΩ z_n, so ∂L/∂Ω = −Σ_n a_n z_nᵀ.
             # The log-det −log|det Ω| adds −Ω⁻ᵀ per row.
-            Omega_inv_T = lu_solve(lu_piv, np.eye(len(Omega)), trans=1)
+            Omega_inv_T = np.linalg.inv(Omega).T
             grad_Omega = -grad_x.T @ z - grad_log_det.sum() * Omega_inv_T
             return grad_x, {"Omega": grad_Omega, "beta": -grad_x.sum(axis=0)}
 
