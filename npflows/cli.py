@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,33 +41,29 @@ def build_flow(name: str, x: np.ndarray) -> Flow:
     return Flow([*FLOWS[name](x.shape[1]), data_side])
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer ≥ 1."""
-    return _int_at_least(text, 1)
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer ≥ ``low``, else a usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
 
 
-def at_least_two(text: str) -> int:
-    """argparse type: an integer ≥ 2 (a standard error needs two points)."""
-    return _int_at_least(text, 2)
-
-
-def _int_at_least(text: str, low: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-    return value
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line on ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand; each sets ``run``, the function that carries it out."""
     parser = argparse.ArgumentParser(prog="python -m npflows", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = commands.add_parser(
-        "fit", help="train a flow on a built-in data set", description=fit_command.__doc__
-    )
+
+    p = commands.add_parser("fit", help="train a flow on a built-in data set")
+    p.description = fit_command.__doc__
+    p.set_defaults(run=fit_command)
     p.add_argument(
         "--data",
         default="bimodal",
@@ -75,30 +71,58 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="data set (default: %(default)s)",
     )
     p.add_argument(
-        "--flow", default="spline", choices=sorted(FLOWS), help="flow (default: %(default)s)"
+        "--flow",
+        default="spline",
+        choices=sorted(FLOWS),
+        help="flow (default: %(default)s); see npflows.cli.build_flow",
     )
     p.add_argument(
         "--n-train",
-        type=positive_int,
+        type=int_at_least(2),
         default=10_000,
-        help="training points (default: %(default)s)",
+        metavar="N",
+        help="training points, 10%% of them held out for validation (default: %(default)s)",
     )
     p.add_argument(
-        "--n-test", type=at_least_two, default=10_000, help="test points (default: %(default)s)"
+        "--n-test",
+        type=int_at_least(2),
+        default=10_000,
+        metavar="N",
+        help="test points (default: %(default)s)",
     )
-    p.add_argument("--epochs", type=positive_int, default=40, help="default: %(default)s")
-    p.add_argument("--batch-size", type=positive_int, default=256, help="default: %(default)s")
-    p.add_argument("--lr", type=float, default=1e-2, help="Adam step size (default: %(default)s)")
+    p.add_argument(
+        "--epochs", type=int_at_least(1), default=40, metavar="N", help="default: %(default)s"
+    )
+    p.add_argument(
+        "--batch-size", type=int_at_least(1), default=256, metavar="N", help="default: %(default)s"
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=1e-2,
+        metavar="RATE",
+        help="Adam step size (default: %(default)s)",
+    )
     p.add_argument(
         "--seed",
         type=int,
         default=0,
-        help="seed for the data, split and batches (default: %(default)s)",
+        metavar="INT",
+        help="seed for the data, the split and the batches (default: %(default)s)",
     )
-    p.add_argument("--out", type=Path, help="output directory (default: runs/<data>)")
+    p.add_argument(
+        "--out", type=Path, metavar="DIR", help="output directory (default: runs/<data>)"
+    )
     p.add_argument("--no-progress", action="store_true", help="do not show training progress")
-    p.set_defaults(run=fit_command)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Usage errors exit through argparse's ``SystemExit`` with code 2 (0 for ``--help``).
+    """
+    args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except (ValueError, TrainingDiverged, OSError) as error:
@@ -108,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def fit_command(args: argparse.Namespace) -> int:
     """Train a flow on a built-in data set; print its test NLL against the data's entropy; save the
-    model to OUT/model.npz and a plot of the densities to OUT/density.png."""
+    model to DIR/model.npz and a plot of the densities to DIR/density.png."""
     dataset = datasets.get(args.data)
     rng_train, rng_test, rng_fit = map(
         np.random.default_rng, np.random.SeedSequence(args.seed).spawn(3)
@@ -116,8 +140,11 @@ def fit_command(args: argparse.Namespace) -> int:
     x_train = dataset.sample(args.n_train, rng_train)
     x_test = dataset.sample(args.n_test, rng_test)
     flow = build_flow(args.flow, x_train)
+    out = Path("runs") / args.data if args.out is None else args.out
+    out.mkdir(parents=True, exist_ok=True)  # before training, so a bad --out fails at once
     print(
-        f"fitting a {args.flow} flow to {args.n_train} points of {args.data!r} (seed {args.seed})"
+        f"fitting a {args.flow} flow to {args.n_train} points of {args.data!r} "
+        f"(10% held out for validation; seed {args.seed})"
     )
     fit(
         flow,
@@ -137,13 +164,16 @@ def fit_command(args: argparse.Namespace) -> int:
         f"test NLL      {nll:.4f} ± {std_error:.4f} nats ({args.n_test} points, ± one standard error)"
     )
     print(f"entropy H[p]  {entropy:.4f} nats (the true density, by quadrature)")
-    print(f"gap           {nll - entropy:.4f} nats: in expectation, test NLL − H[p] = KL(p‖q) ≥ 0")
+    print(
+        f"gap           {nll - entropy:.4f} nats: test NLL − H[p] estimates KL(p‖q) ≥ 0 "
+        "(p: the data's density, q: the flow's)"
+    )
 
-    out = Path("runs") / args.data if args.out is None else args.out
-    out.mkdir(parents=True, exist_ok=True)
     save(flow, out / "model.npz")
     print(f"saved {out / 'model.npz'}")
-    title = f"{args.data}: {args.flow} flow, test NLL {nll:.3f} nats, entropy {entropy:.3f}"
+    title = (
+        f"{args.data}, {args.flow} flow: test NLL {nll:.3f} nats, entropy H[p] {entropy:.3f} nats"
+    )
     if plot_density(out / "density.png", dataset, flow, x_test, title):
         print(f"saved {out / 'density.png'}")
     else:
@@ -151,7 +181,9 @@ def fit_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def plot_density(path: Path, dataset, flow: Flow, x: np.ndarray, title: str) -> bool:
+def plot_density(
+    path: Path, dataset: datasets.Dataset, flow: Flow, x: np.ndarray, title: str
+) -> bool:
     """Plot a histogram of 1-D data ``x`` (N, 1), the true density and ``exp(flow.log_prob)`` to
     ``path``; return False, drawing nothing, when matplotlib is not installed.
 

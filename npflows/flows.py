@@ -10,6 +10,7 @@ permutations "are initialized randomly and then frozen"). ``mixing`` chooses it:
   2018, arXiv:1807.03039), with its fixed permutation drawn from ``rng``;
 - ``"orthogonal"``: a learned :class:`Orthogonal` (Householder) map.
 
+Autoregressive flows (MAF, IAF) reverse the MADE's order from one layer to the next instead.
 Layers are listed from the base (z) to the data (x), as in :class:`Flow`.
 """
 
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 
 from .flow import Flow
 from .layer import Layer, RNGLike, as_rng
+from .layers import autoregressive
 from .layers.coupling import Coupling
 from .layers.diagonal import Diagonal
 from .layers.lu import LULinear
@@ -29,7 +31,7 @@ from .transformers.base import Transformer
 from .transformers.piecewise_linear import PiecewiseLinearTransformer
 from .transformers.rq_spline import RQSplineTransformer
 
-__all__ = ["NICE", "NSF", "PiecewiseLinearFlow", "RealNVP", "coupling_flow"]
+__all__ = ["IAF", "MAF", "NICE", "NSF", "PiecewiseLinearFlow", "RealNVP", "coupling_flow"]
 
 MIXINGS = ("reverse", "random", "lu", "orthogonal")
 
@@ -157,6 +159,99 @@ def PiecewiseLinearFlow(
         hidden,
         activation,
         mixing,
+        context_dim,
+        rng,
+    )
+
+
+TRANSFORMERS = ("affine", "spline")
+
+
+def _autoregressive_flow(
+    cls, dim, n_layers, hidden, activation, transformer, bins, bound, clamp, order, context_dim, rng
+):
+    if transformer == "affine":
+        g = AffineTransformer(clamp)
+    elif transformer == "spline":
+        g = RQSplineTransformer(bins, bound)
+    else:
+        raise ValueError(f"transformer must be one of {TRANSFORMERS}, got {transformer!r}")
+    if int(n_layers) != n_layers or n_layers < 1:
+        raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
+    if order not in ("alternate", "random"):
+        raise ValueError(f"order must be 'alternate' or 'random', got {order!r}")
+    rng = as_rng(rng)
+    layers = []
+    for k in range(int(n_layers)):
+        made_order = "random" if order == "random" else ("natural", "reversed")[k % 2]
+        layers.append(cls(dim, g, hidden, activation, made_order, context_dim, rng))
+    return Flow(layers)
+
+
+def MAF(
+    dim: int,
+    n_layers: int = 5,
+    hidden: Sequence[int] = (128, 128),
+    activation: str = "relu",
+    transformer: str = "affine",
+    bins: int = 8,
+    bound: float = 5.0,
+    clamp: float | None = 5.0,
+    order: str = "alternate",
+    context_dim: int = 0,
+    rng: RNGLike = None,
+) -> Flow:
+    """Masked autoregressive flow (Papamakarios et al. 2017, arXiv:1705.07057): ``n_layers``
+    :class:`~npflows.layers.MAF` layers; fast density, sampling in D passes per layer.
+
+    ``transformer`` is "affine" (log-scale soft clamp ``clamp``) or "spline" (rational-quadratic,
+    ``bins`` on [−bound, bound], Durkan et al. 2019). ``order``: "alternate" (natural, reversed,
+    natural, …) or "random" (a random order per layer from ``rng``).
+    """
+    return _autoregressive_flow(
+        autoregressive.MAF,
+        dim,
+        n_layers,
+        hidden,
+        activation,
+        transformer,
+        bins,
+        bound,
+        clamp,
+        order,
+        context_dim,
+        rng,
+    )
+
+
+def IAF(
+    dim: int,
+    n_layers: int = 5,
+    hidden: Sequence[int] = (128, 128),
+    activation: str = "relu",
+    transformer: str = "affine",
+    bins: int = 8,
+    bound: float = 5.0,
+    clamp: float | None = 5.0,
+    order: str = "alternate",
+    context_dim: int = 0,
+    rng: RNGLike = None,
+) -> Flow:
+    """Inverse autoregressive flow (Kingma et al. 2016, arXiv:1606.04934): ``n_layers``
+    :class:`~npflows.layers.IAF` layers; fast sampling with its pullback (reverse-KL training),
+    density of new data in D passes per layer. Arguments as :func:`MAF`.
+    """
+    return _autoregressive_flow(
+        autoregressive.IAF,
+        dim,
+        n_layers,
+        hidden,
+        activation,
+        transformer,
+        bins,
+        bound,
+        clamp,
+        order,
         context_dim,
         rng,
     )

@@ -104,3 +104,11 @@ def test_seed_fixes_the_result(tmp_path, capsys):
         flow = npflows.load(tmp_path / name / "model.npz")
         runs.append(flow.log_prob(np.zeros((1, 1)))[0])
     assert runs[:2] == runs[2:]
+
+
+def test_unusable_output_directory_fails_before_training(tmp_path, capsys):
+    taken = tmp_path / "a_file"
+    taken.write_text("")
+    assert cli.main(["fit", *SMALL, "--out", str(taken)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and "test NLL" not in captured.out
