@@ -5,6 +5,7 @@ x = f[z], ``inverse`` the normalizing map z = f⁻¹[x]. (nflows and zuko call t
 "forward".)
 """
 
+from . import datasets
 from .distributions import StandardNormal
 from .flow import Flow
 from .io import ModelFileError, load, save
@@ -54,6 +55,7 @@ __all__ = [
     "StandardNormal",
     "TrainingDiverged",
     "Triangular",
+    "datasets",
     "fit",
     "fit_lbfgs",
     "load",

@@ -122,7 +122,7 @@ def test_gradient_matches_central_differences(case):
     log_p, grad = target.log_density(x)
     assert log_p.shape == (40,) and grad.shape == (40, target.dim)
     numeric = jacobian_fd(target.log_density, x, eps=1e-6)
-    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6 * (1 + np.abs(numeric).max()))
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6)  # |error| ≤ 1e-6 (1 + |∂|)
 
 
 def test_ring_at_the_origin_is_finite():
@@ -162,7 +162,7 @@ def test_far_out_inputs_are_finite_and_silent(case):
 def test_log_z_by_grid_quadrature(case):
     target = CASES[case]
     log_z, _ = grid_integral(target, BOXES[case])
-    assert log_z == pytest.approx(target.log_z, abs=1e-8)
+    assert log_z == pytest.approx(target.log_z, abs=1e-10)
 
 
 def test_ring_log_z_constant_by_polar_quadrature():
@@ -218,8 +218,9 @@ def assert_moments(samples, mean, cov):
 def test_sample_moments_match_the_density(case):
     # Moments of p̃/Z by the same grid quadrature: the sampler and the density must agree.
     target = CASES[case]
-    log_z, grid = grid_integral(target, BOXES[case])
-    p = np.exp(target.log_density(grid)[0] - log_z) * 0.05**2
+    h = 0.1  # coarser, but still far more accurate than the sampling error
+    log_z, grid = grid_integral(target, BOXES[case], h)
+    p = np.exp(target.log_density(grid)[0] - log_z) * h**2
     mean = p @ grid
     cov = (grid - mean).T @ ((grid - mean) * p[:, None])
     assert_moments(target.sample(200_000, rng=10), mean, cov)
