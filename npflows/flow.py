@@ -68,21 +68,21 @@ class Flow(Layer):
 
     # -- the two directions ------------------------------------------------------------------------
     def _forward(self, z, context):
-        h, log_det = z, np.zeros(len(z))
+        h, log_det = z, np.zeros(len(z), dtype=z.dtype)
         for layer in self.layers:
             h, ld = layer._forward(h, self._ctx(layer, context))
             log_det = log_det + ld
         return h, log_det
 
     def _inverse(self, x, context):
-        h, log_det = x, np.zeros(len(x))
+        h, log_det = x, np.zeros(len(x), dtype=x.dtype)
         for layer in reversed(self.layers):
             h, ld = layer._inverse(h, self._ctx(layer, context))
             log_det = log_det + ld
         return h, log_det
 
     def _forward_vjp(self, z, context):
-        h, log_det, pullbacks = z, np.zeros(len(z)), []
+        h, log_det, pullbacks = z, np.zeros(len(z), dtype=z.dtype), []
         for layer in self.layers:
             h, ld, pb = layer._forward_vjp(h, self._ctx(layer, context))
             log_det = log_det + ld
@@ -98,7 +98,7 @@ class Flow(Layer):
         return h, log_det, pullback
 
     def _inverse_vjp(self, x, context):
-        h, log_det, pullbacks = x, np.zeros(len(x)), []
+        h, log_det, pullbacks = x, np.zeros(len(x), dtype=x.dtype), []
         for layer in reversed(self.layers):
             h, ld, pb = layer._inverse_vjp(h, self._ctx(layer, context))
             log_det = log_det + ld
@@ -130,8 +130,8 @@ class Flow(Layer):
 
     def sample_and_log_prob(self, n: int, rng: RNGLike = None, context=None):
         """Samples x (n, D) and their log Pr(x) (n,), from one generative pass:
-        log Pr(x) = log Pr(z) − log|det ∂f/∂z|."""
-        z = self.base.sample(n, as_rng(rng))
+        log Pr(x) = log Pr(z) − log|det ∂f/∂z|. Computed in the parameters' dtype."""
+        z = self.base.sample(n, as_rng(rng)).astype(self.dtype, copy=False)
         context = self._check_context(context, len(z))
         x, log_det = self._forward(z, context)
         return x, self.base._log_prob(z) - log_det
@@ -147,12 +147,12 @@ class Flow(Layer):
             raise ValueError(
                 "x has no rows: the mean negative log-likelihood of nothing is undefined"
             )
-        x = x.astype(np.float64, copy=False)
+        x = x.astype(self.dtype, copy=False)  # compute in the parameters' precision
         z, log_det, pullback = self._inverse_vjp(x, context)
         log_pz, base_pullback = self.base.log_prob_vjp(z)
         n = len(x)
-        nll = -float(np.mean(log_pz + log_det))
-        grad_log_p = np.full(n, -1.0 / n)
+        nll = -float(np.mean(log_pz + log_det, dtype=np.float64))
+        grad_log_p = np.full(n, -1.0 / n, dtype=x.dtype)
         grad_z, grads_base = base_pullback(grad_log_p)
         _, grads = pullback(grad_z, grad_log_p)
         grads["base"] = grads_base

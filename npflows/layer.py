@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .tree import Tree, tree_map
+from .tree import Tree, cast, leaves, tree_map
 
 Pullback = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, Tree]]
 RNGLike = None | int | np.random.Generator
@@ -169,6 +169,24 @@ class Layer:
             return grad_in.astype(dtype, copy=False), grads
 
         return h_out.astype(dtype, copy=False), log_det.astype(dtype, copy=False), checked_pullback
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of the parameters (float64 unless :meth:`astype` changed it)."""
+        first = next(iter(leaves(self.params)), None)
+        return np.dtype(np.float64) if first is None else first.dtype
+
+    def astype(self, dtype) -> Layer:
+        """Cast every parameter to ``dtype`` (float32 or float64) in place; returns self.
+
+        Computations follow the dtype of their inputs and parameters, so a float32 flow fed float32
+        data computes in float32: about twice the speed of BLAS-bound steps, at ~1e-7 relative
+        precision instead of ~1e-16. Optimizers built before the cast must be rebuilt.
+        """
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        cast(self.params, dtype)
+        return self
 
     def zero_grads(self) -> Tree:
         """A tree of zeros shaped like ``params``."""

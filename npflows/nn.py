@@ -97,10 +97,10 @@ class MLP:
             raise ValueError(
                 "masks must match the weight shapes " + str([w.shape for w in weights])
             )
-        self.masks = None if masks is None else [np.asarray(m, dtype=np.float64) for m in masks]
+        self.masks = None if masks is None else [np.asarray(m, dtype=bool) for m in masks]
 
     def _weights(self):
-        """The effective weights W_l ⊙ M_l (MADE's masks), or W_l when unmasked."""
+        """The effective weights W_l ⊙ M_l (MADE's masks, boolean so W's dtype is kept), or W_l."""
         weights = self.params["weights"]
         if self.masks is None:
             return weights

@@ -32,7 +32,7 @@ class Adam:
 
     Attributes:
         t: the number of steps taken.
-        m, v: the first and second moment estimates, trees mirroring ``params`` (float64).
+        m, v: the first and second moment estimates, trees mirroring ``params`` (their dtypes).
     """
 
     def __init__(
@@ -49,9 +49,9 @@ class Adam:
         if not (np.isfinite(eps) and eps > 0):
             raise ValueError(f"eps must be a positive finite number, got {eps!r}")
         for path, leaf in leaves_with_paths(params):
-            if leaf.dtype != np.float64 or not leaf.flags.writeable:
+            if leaf.dtype not in (np.float32, np.float64) or not leaf.flags.writeable:
                 raise ValueError(
-                    f"Adam updates float64 arrays in place; {path!r} is a "
+                    f"Adam updates float32 or float64 arrays in place; {path!r} is a "
                     f"{'read-only ' if not leaf.flags.writeable else ''}{leaf.dtype} array"
                 )
         self.params = params
@@ -61,20 +61,22 @@ class Adam:
         self.v = tree_map(np.zeros_like, params)
 
     def _aligned(self, tree: Tree, name: str) -> list[np.ndarray]:
-        """The leaves of ``tree`` as float64 arrays in the order of ``params``' leaves, after
+        """The leaves of ``tree`` in the dtypes and order of ``params``' leaves, after
         checking that ``tree`` has exactly the same paths and shapes and only finite values."""
         given = dict(leaves_with_paths(tree))
-        expected = {path: leaf.shape for path, leaf in leaves_with_paths(self.params)}
+        expected = {path: leaf for path, leaf in leaves_with_paths(self.params)}
         missing, extra = expected.keys() - given.keys(), given.keys() - expected.keys()
         if missing or extra:
             raise ValueError(
                 f"{name} must mirror params; missing {sorted(missing)}, unexpected {sorted(extra)}"
             )
         out = []
-        for path, shape in expected.items():
-            leaf = np.asarray(given[path], dtype=np.float64)
-            if leaf.shape != shape:
-                raise ValueError(f"{name}[{path!r}] must have shape {shape}, got {leaf.shape}")
+        for path, param in expected.items():
+            leaf = np.asarray(given[path], dtype=param.dtype)
+            if leaf.shape != param.shape:
+                raise ValueError(
+                    f"{name}[{path!r}] must have shape {param.shape}, got {leaf.shape}"
+                )
             if not np.isfinite(leaf).all():
                 raise ValueError(f"{name}[{path!r}] has NaN or inf values; nothing was changed")
             out.append(leaf)

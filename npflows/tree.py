@@ -50,6 +50,20 @@ def tree_map(fn: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
     return fn(tree, *rest)
 
 
+def cast(tree: Tree, dtype) -> None:
+    """Replace every leaf of ``tree`` by ``leaf.astype(dtype)`` inside its own dict or list.
+
+    The containers are kept, so every object that shares them (a Flow and its layers) sees the
+    new arrays; arrays held elsewhere are not updated.
+    """
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+    for key, sub in list(items):
+        if isinstance(sub, np.ndarray):
+            tree[key] = sub.astype(dtype)
+        else:
+            cast(sub, dtype)
+
+
 def size(tree: Tree) -> int:
     """The number of scalars in ``tree``."""
     return sum(leaf.size for leaf in leaves(tree))

@@ -61,7 +61,7 @@ class Permutation(Layer):
             grad_z[:, perm] = grad_x
             return grad_z, {}
 
-        return z[:, perm], np.zeros(len(z)), pullback
+        return z[:, perm], np.zeros(len(z), dtype=z.dtype), pullback
 
     def _inverse_vjp(self, x, context):
         perm = self.perm
@@ -72,4 +72,4 @@ class Permutation(Layer):
             # z[:, perm[i]] = x[:, i], so grad_x[:, i] = grad_z[:, perm[i]].
             return grad_z[:, perm], {}
 
-        return z, np.zeros(len(x)), pullback
+        return z, np.zeros(len(x), dtype=x.dtype), pullback

@@ -22,7 +22,7 @@ def _knots(raw, bound, minimum):
     K = raw.shape[-1]
     phi = np.exp(log_softmax(raw))
     cum = np.cumsum(minimum + (1.0 - minimum * K) * phi, axis=-1)[..., :-1]
-    edge = np.full(raw.shape[:-1] + (1,), bound)
+    edge = np.full(raw.shape[:-1] + (1,), bound, dtype=raw.dtype)
     return np.concatenate([-edge, 2.0 * bound * cum - bound, edge], axis=-1), phi
 
 
@@ -33,7 +33,9 @@ def _knots_vjp(grad_knots, phi, bound, minimum):
     # cumulative sum of the interior gradients, shifted by one, with ∂L/∂w_{K−1} = 0.
     inner = grad_knots[..., 1:-1]
     reversed_cumsum = np.cumsum(inner[..., ::-1], axis=-1)[..., ::-1]
-    grad_w = np.concatenate([reversed_cumsum, np.zeros(inner.shape[:-1] + (1,))], axis=-1)
+    grad_w = np.concatenate(
+        [reversed_cumsum, np.zeros(inner.shape[:-1] + (1,), dtype=inner.dtype)], axis=-1
+    )
     return softmax_vjp(phi, 2.0 * bound * (1.0 - minimum * K) * grad_w)
 
 
@@ -107,7 +109,7 @@ class RQSplineTransformer(Transformer):
         x_knots, phi_w = _knots(theta[..., :K], B, self.min_width)
         y_knots, phi_h = _knots(theta[..., K : 2 * K], B, self.min_height)
         raw_d = theta[..., 2 * K :]
-        ones = np.ones(raw_d.shape[:-1] + (1,))
+        ones = np.ones(raw_d.shape[:-1] + (1,), dtype=raw_d.dtype)
         inner = self.min_derivative + np.logaddexp(0.0, raw_d)  # m_d + softplus, stable
         delta = np.concatenate([ones, inner, ones], axis=-1)
         return x_knots, y_knots, delta, (phi_w, phi_h, raw_d)
