@@ -5,7 +5,7 @@ x = f[z], ``inverse`` the normalizing map z = f⁻¹[x]. (nflows and zuko call t
 "forward".)
 """
 
-from . import datasets
+from . import datasets, estimator, flows, nn, optim, targets, testing, transformers, tree
 from .distributions import StandardNormal
 from .flow import Flow
 from .io import ModelFileError, load, save
@@ -29,23 +29,24 @@ from .layers import (
     Triangular,
 )
 from .train import History, TrainingDiverged, fit, fit_lbfgs
+from .variational import VIResult, fit_to_density
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "IAF",
-    "MAF",
     "Coupling",
     "Diagonal",
     "Elementwise",
     "Flow",
     "History",
+    "IAF",
     "Invert",
     "LULinear",
     "Layer",
     "LeakyReLU",
     "Linear",
     "Logit",
+    "MAF",
     "ModelFileError",
     "Orthogonal",
     "Permutation",
@@ -55,9 +56,19 @@ __all__ = [
     "StandardNormal",
     "TrainingDiverged",
     "Triangular",
+    "VIResult",
     "datasets",
+    "estimator",
     "fit",
     "fit_lbfgs",
+    "fit_to_density",
+    "flows",
     "load",
+    "nn",
+    "optim",
     "save",
+    "targets",
+    "testing",
+    "transformers",
+    "tree",
 ]

@@ -1,0 +1,168 @@
+"""Milliseconds per training step, against the time of the same step's matrix products alone.
+
+A step is what ``npflows.fit`` does per minibatch: ``flow.nll_and_grad(x)`` (log-density and its
+gradient by the hand-written pullbacks) plus one ``Adam.step``. The BLAS floor is the time of the
+matrix products that step must do (each conditioner layer's forward product, and the two products
+of its backward pass), run back to back on arrays of the same shapes and dtype; the ratio step /
+floor says how much the rest (elementwise work, Python, allocation) costs on top.
+
+    python benchmarks/speed.py                 # every configuration, float64/float32, 1/2 threads
+    python benchmarks/speed.py --only A B      # some of them
+    python benchmarks/speed.py --one A float64 1   # one measurement as JSON (used internally)
+
+Thread counts are set with OPENBLAS_NUM_THREADS/OMP_NUM_THREADS in a fresh process per run, since
+BLAS reads them at import. Results are medians over repeated steps; record them in README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import tracemalloc
+
+CONFIGS = {
+    "A": ("2-D RealNVP, 8 layers, hidden (64, 64), batch 512", "RealNVP", 2, 512),
+    "B": ("2-D NSF, 4 layers, 8 bins, hidden (64, 64), batch 512", "NSF", 2, 512),
+    "D": ("64-D RealNVP, 5 layers, hidden (512, 512), batch 4096", "RealNVP", 64, 4096),
+    "M": ("16-D MAF, 5 layers, hidden (128, 128), batch 1024", "MAF", 16, 1024),
+}
+
+
+def build(name):
+    from npflows.flows import MAF, NSF, RealNVP
+
+    _, family, dim, _ = CONFIGS[name]
+    if family == "RealNVP":
+        n_layers, hidden = (8, (64, 64)) if dim == 2 else (5, (512, 512))
+        return RealNVP(dim, n_layers=n_layers, hidden=hidden, rng=0)
+    if family == "NSF":
+        return NSF(dim, n_layers=4, bins=8, hidden=(64, 64), rng=0)
+    return MAF(dim, n_layers=5, hidden=(128, 128), rng=0)
+
+
+def median_ms(fn, repeats):
+    import numpy as np
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def blas_floor(flow, batch, dtype, rng):
+    """The step's matrix products: per conditioner layer (fan_in → fan_out) at batch N,
+    (N, fan_in) @ (fan_in, fan_out) forward, (fan_in, N) @ (N, fan_out) for ∂L/∂W and
+    (N, fan_out) @ (fan_out, fan_in) for ∂L/∂input."""
+    shapes = []
+    for layer in flow.layers:
+        net = getattr(layer, "net", None)
+        if net is None:
+            continue
+        widths = [net.in_dim, *net.hidden, net.out_dim]
+        for a, b in zip(widths[:-1], widths[1:], strict=True):
+            shapes += [((batch, a), (a, b)), ((a, batch), (batch, b)), ((batch, b), (b, a))]
+    pairs = [
+        (rng.standard_normal(s1).astype(dtype), rng.standard_normal(s2).astype(dtype))
+        for s1, s2 in shapes
+    ]
+
+    def products():
+        for a, b in pairs:
+            a @ b
+
+    return products
+
+
+def measure(name, dtype_name, repeats=30):
+    import numpy as np
+
+    from npflows.optim import Adam
+
+    dtype = np.dtype(dtype_name)
+    _, _, dim, batch = CONFIGS[name]
+    rng = np.random.default_rng(0)
+    flow = build(name).astype(dtype)
+    x = rng.standard_normal((batch, dim)).astype(dtype)
+    optimizer = Adam(flow.params, lr=1e-4)
+
+    def step():
+        _, grads = flow.nll_and_grad(x)
+        optimizer.step(grads)
+
+    for _ in range(3):
+        step()
+    if name == "D":
+        repeats = 8
+    step_ms = median_ms(step, repeats)
+    floor = blas_floor(flow, batch, dtype, rng)
+    floor()
+    floor_ms = median_ms(floor, repeats)
+    result = {
+        "config": name,
+        "dtype": dtype_name,
+        "step_ms": step_ms,
+        "blas_floor_ms": floor_ms,
+        "ratio": step_ms / floor_ms,
+        "ms_per_conditioned_layer": step_ms / sum(hasattr(la, "net") for la in flow.layers),
+    }
+    if name == "D":
+        tracemalloc.start()
+        step()
+        result["peak_step_memory_MiB"] = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+    if name == "M":
+        from npflows.flows import IAF
+
+        iaf = IAF(dim, n_layers=5, hidden=(128, 128), rng=0).astype(dtype)
+        result["sample_10k_MAF_ms"] = median_ms(lambda: flow.sample(10_000, rng=1), 3)
+        result["sample_10k_IAF_ms"] = median_ms(lambda: iaf.sample(10_000, rng=1), 3)
+    return result
+
+
+def run_one_in_subprocess(name, dtype_name, threads):
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", name, dtype_name, str(threads)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out) | {"threads": threads}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", choices=sorted(CONFIGS), default=sorted(CONFIGS))
+    parser.add_argument("--one", nargs=3, metavar=("CONFIG", "DTYPE", "THREADS"))
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one[0], args.one[1])))
+        return
+    print(
+        "| config | dtype | threads | step ms | BLAS floor ms | ratio | ms per conditioned layer | extra |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name in args.only:
+        for dtype_name in ("float64", "float32"):
+            for threads in (1, 2):
+                r = run_one_in_subprocess(name, dtype_name, threads)
+                extra = ", ".join(
+                    f"{k} {v:.1f}" for k, v in r.items() if k.startswith(("peak", "sample"))
+                )
+                print(
+                    f"| {name}: {CONFIGS[name][0]} | {dtype_name} | {threads} | {r['step_ms']:.2f} "
+                    f"| {r['blas_floor_ms']:.2f} | {r['ratio']:.2f} "
+                    f"| {r['ms_per_conditioned_layer']:.3f} | {extra} |",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
