@@ -19,8 +19,10 @@ from npflows.layers.coupling import Coupling
 from npflows.transformers import (
     AdditiveTransformer,
     AffineTransformer,
+    LeakyReLUTransformer,
     PiecewiseLinearTransformer,
     RQSplineTransformer,
+    SigmoidTransformer,
 )
 from npflows.tree import leaves
 
@@ -113,6 +115,12 @@ CASES: dict[str, Case] = {
     ),
     "Elementwise-affine-unclamped": Case(
         lambda rng: perturbed(nf.Elementwise(DIM, AffineTransformer(clamp=None)), rng)
+    ),
+    "Elementwise-leaky-relu-transformer": Case(
+        lambda rng: nf.Elementwise(DIM, LeakyReLUTransformer(alpha=2.5)), kinks=(0.0,)
+    ),
+    "Elementwise-sigmoid-transformer": Case(
+        lambda rng: nf.Elementwise(DIM, SigmoidTransformer(low=1.0, high=1.5)), low=-6.0, high=6.0
     ),
     "Elementwise-additive": Case(
         lambda rng: perturbed(nf.Elementwise(DIM, AdditiveTransformer()), rng)
