@@ -122,3 +122,17 @@ def test_out_of_support_data_is_a_clear_error():
     flow = nf.Flow([nf.LeakyReLU(1), nf.Sigmoid(1)])
     with pytest.raises(ValueError, match=r"strictly inside \(0.0, 1.0\)"):
         flow.log_prob(np.array([[0.5], [1.0]]))
+
+
+def test_density_of_a_trained_2d_spline_flow_integrates_to_one():
+    from npflows.flows import NSF
+
+    rng = np.random.default_rng(13)
+    x = np.concatenate([rng.normal(-1.5, 0.5, (500, 2)), rng.normal(1.0, 0.7, (500, 2))])
+    flow = NSF(2, n_layers=2, bins=6, bound=4.0, hidden=(16,), rng=0)
+    nf.fit(flow, x, epochs=10, batch_size=100, lr=1e-2, rng=0, progress=False)
+    assert flow.nll_and_grad(x)[0] < nf.Flow([nf.Diagonal(2)]).nll_and_grad(x)[0]  # it learned
+    t = np.linspace(-9.0, 9.0, 451)
+    xx, yy = np.meshgrid(t, t)
+    p = np.exp(flow.log_prob(np.column_stack([xx.ravel(), yy.ravel()]))).reshape(xx.shape)
+    assert abs(integrate.trapezoid(integrate.trapezoid(p, t, axis=1), t) - 1.0) < 1e-4
