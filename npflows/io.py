@@ -102,6 +102,8 @@ def load(path: str | os.PathLike) -> Any:
         )
     _check_same_arrays(path, declared, arrays, "its metadata")
     model = _build(path, meta["model"], _allowed_classes())
+    if {a.dtype for a in arrays.values()} == {np.dtype(np.float32)}:
+        model.astype(np.float32)  # saved after flow.astype(np.float32)
     live = dict(leaves_with_paths(model.params))
     _check_same_arrays(
         path, {name: (a.shape, a.dtype) for name, a in live.items()}, arrays, "the model"

@@ -214,3 +214,14 @@ def test_constructor_rejecting_args(saved):
     write(saved, arrays, meta)
     with pytest.raises(ModelFileError, match="cannot build LeakyReLU"):
         load(saved)
+
+
+def test_a_float32_flow_round_trips_in_float32(tmp_path):
+    from npflows.flows import RealNVP
+
+    flow = RealNVP(2, n_layers=2, hidden=(4,), rng=0).astype(np.float32)
+    save(flow, tmp_path / "f32.npz")
+    loaded = load(tmp_path / "f32.npz")
+    assert loaded.dtype == np.float32
+    x = np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.log_prob(x), flow.log_prob(x))
