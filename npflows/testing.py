@@ -113,11 +113,14 @@ def check_vjp(
     With random cotangents (ḡ_y, ḡ_ℓ) and the pullback's (ḡ_x, ḡ_φ), the scalar
     s(x, φ) = ⟨ḡ_y, y(x, φ)⟩ + ⟨ḡ_ℓ, log_det(x, φ)⟩ must satisfy
         ⟨ḡ_x, u⟩ ≈ (s(x + εu) − s(x − εu)) / 2ε   for a random input direction u, and
-        Σ ⟨ḡ_φ, d⟩ ≈ (s(φ + εd) − s(φ − εd)) / 2ε  for a random direction d over every parameter.
+        Σ ⟨ḡ_φ, d⟩ ≈ (s(φ + εd) − s(φ − εd)) / 2ε  for a random direction d over every parameter,
+    u and d each of unit norm, so that the step is ε whatever the number of entries.
     ``params`` is the tree of arrays ``fn_vjp`` reads; they are perturbed in place and restored
     exactly. Passes when |analytic − numeric| ≤ rtol (|analytic| + |numeric|) + atol + r, where
     r = 64 u |s(x, φ)| / ε (u the float64 unit roundoff) bounds the rounding error of the difference
     itself: a directional derivative much smaller than the scalar cannot be resolved below r.
+    A failure whose error shrinks like ε² when ε shrinks is truncation (a kink or sharp curvature
+    within ε of x), not a wrong pullback; a wrong pullback's error does not shrink.
     Returns the relative errors ``{"input": …, "params": …}``.
     """
     generator = as_rng(rng)
@@ -134,12 +137,14 @@ def check_vjp(
     rounding = 64 * np.finfo(np.float64).eps / 2 * abs(scalar(x)) / eps
     atol = atol + rounding
     errors = {}
-    u = generator.standard_normal(x.shape)
+    u = _unit(generator.standard_normal(x.shape))
     numeric = (scalar(x + eps * u) - scalar(x - eps * u)) / (2.0 * eps)
     errors["input"] = _compare(float(np.sum(grad_x * u)), numeric, rtol, atol, "input")
 
     if params is not None and leaves(params):
         directions = tree_map(lambda p: generator.standard_normal(p.shape), params)
+        norm = np.sqrt(sum(float(np.sum(d * d)) for d in leaves(directions)))
+        directions = tree_map(lambda d: d / max(norm, np.finfo(float).tiny), directions)
         saved = tree_map(np.copy, params)
         try:
             scalars = []
@@ -183,6 +188,12 @@ def check_layer(layer, z: np.ndarray, context=None, **tolerances) -> dict:
         fn = lambda h: layer.inverse_vjp(h, context)  # noqa: E731
         errors |= {f"inverse_vjp/{k}": v for k, v in check_vjp(fn, x, layer.params).items()}
     return errors
+
+
+def _unit(u):
+    """u / ‖u‖ (zeros stay zeros)."""
+    norm = np.linalg.norm(u)
+    return u / norm if norm > 0 else u
 
 
 def _compare(analytic, numeric, rtol, atol, what):

@@ -120,7 +120,7 @@ CASES: dict[str, Case] = {
         lambda rng: nf.Elementwise(DIM, LeakyReLUTransformer(alpha=2.5)), kinks=(0.0,)
     ),
     "Elementwise-sigmoid-transformer": Case(
-        lambda rng: nf.Elementwise(DIM, SigmoidTransformer(low=1.0, high=1.5)), low=-6.0, high=6.0
+        lambda rng: nf.Elementwise(DIM, SigmoidTransformer(low=1.0, high=1.5)), low=-4.0, high=4.0
     ),
     "Elementwise-additive": Case(
         lambda rng: perturbed(nf.Elementwise(DIM, AdditiveTransformer()), rng)
