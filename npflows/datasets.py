@@ -1,38 +1,54 @@
-"""Built-in data sets with known densities, looked up by name: ``get("bimodal")``.
+"""Built-in data sets, looked up by name: ``get("moons")``; ``DATASETS`` maps each name to one.
 
-Each data set has ``dim``, ``sample(n, rng) -> (n, dim)``, the exact ``log_density(x) -> (n,)`` and
-its differential ``entropy()`` in nats. Since E_p[−log q(x)] = H[p] + KL(p‖q), a flow q's test NLL
-on data from p exceeds the entropy by the KL divergence, in expectation: the entropy is the floor a
-perfect model reaches. A new data set joins ``DATASETS`` under its name.
+Every data set has ``dim`` and ``sample(n, rng) -> (n, dim)``, float64, the same for the same seed.
+Those whose density is known ("bimodal", "8gaussians", "checkerboard", "banana") also have the
+exact ``log_density(x) -> (N,)`` and the differential ``entropy()`` in nats; for those known only
+through a sampler ("moons", "circles", "pinwheel", "2spirals") both are ``None``.
+
+Since E_p[−log q(x)] = H[p] + KL(p‖q), a flow q's test NLL on data from p exceeds the entropy by the
+KL divergence, in expectation: the entropy is the floor a perfect model reaches. Where log p is
+known, KL(p‖q) = E_p[log p(x) − log q(x)] is estimated directly, by the mean over samples of p.
+
+Support: the checkerboard's density is zero off its black squares, where ``log_density`` returns
+−inf (without a warning). KL(p‖q) is therefore estimated with samples of the data p, never of the
+model q: every sample of p lies on the support, where log p is finite. (The other direction,
+KL(q‖p), is +inf for every flow, whose density is positive everywhere.)
+
+The 2-D sets follow the toy data of FFJORD (Grathwohl et al. 2019, arXiv:1810.01367), scaled as
+there so that the data roughly fill [−4, 4]²; each sampler's docstring says where it differs. A new
+data set joins ``DATASETS`` under its name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from numpy.polynomial.hermite_e import hermegauss
 from scipy import integrate, special
 
 from .layer import RNGLike, as_rng, check_array
+from .targets import GaussianMixture, _check_n
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 TAIL_SDS = 12.0  # quadrature range: beyond μ_k ± 12 σ_k each component has mass below 1e-32
+GH_NODES = 80  # Gauss–Hermite nodes per axis for a 2-D mixture's entropy
 
 
 class Dataset(Protocol):
-    """What every built-in data set offers."""
+    """What every built-in data set offers; ``log_density`` and ``entropy`` are None where the
+    density is not known."""
 
     dim: int
+    log_density: Callable[[np.ndarray], np.ndarray] | None
+    """The exact log Pr(x) for x of shape (N, dim); returns (N,) in nats."""
+    entropy: Callable[[], float] | None
+    """The differential entropy of Pr in nats."""
 
     def sample(self, n: int, rng: RNGLike = None) -> np.ndarray:
         """``n`` draws, shape (n, dim), float64."""
-
-    def log_density(self, x) -> np.ndarray:
-        """The exact log Pr(x) for x of shape (N, dim); returns (N,) in nats."""
-
-    def entropy(self) -> float:
-        """The differential entropy of Pr in nats."""
 
 
 class GaussianMixture1D:
@@ -82,11 +98,9 @@ class GaussianMixture1D:
 
     def sample(self, n: int, rng: RNGLike = None) -> np.ndarray:
         """``n`` draws of shape (n, 1), float64: a component k ~ w, then x = μ_k + σ_k ε, ε ~ N(0, 1)."""
-        if int(n) != n or n < 0:
-            raise ValueError(f"n must be a non-negative integer, got {n!r}")
-        rng = as_rng(rng)
-        k = rng.choice(len(self.weights), size=int(n), p=self.weights)
-        return (self.means[k] + self.sds[k] * rng.standard_normal(int(n)))[:, None]
+        n, rng = _check_n(n), as_rng(rng)
+        k = rng.choice(len(self.weights), size=n, p=self.weights)
+        return (self.means[k] + self.sds[k] * rng.standard_normal(n))[:, None]
 
     def log_density(self, x) -> np.ndarray:
         """log Pr(x) for x of shape (N, 1); returns (N,) in nats, by a stable log-sum-exp."""
@@ -124,12 +138,242 @@ class GaussianMixture1D:
 BIMODAL = GaussianMixture1D(weights=(0.3, 0.7), means=(-2.0, 1.5), sds=(0.5, 0.8))
 """The "bimodal" data set: 0.3 N(−2, 0.5²) + 0.7 N(1.5, 0.8²), two well-separated modes."""
 
-DATASETS: dict[str, Dataset] = {"bimodal": BIMODAL}
-
 
 def bimodal_1d(n: int, rng: RNGLike = None) -> np.ndarray:
     """``n`` draws from :data:`BIMODAL`, shape (n, 1), float64."""
     return BIMODAL.sample(n, rng)
+
+
+# -- 2-D data sets with an exact density -----------------------------------------------------------
+class GaussianMixture2D:
+    """Pr(x) = Σ_k w_k N(x; μ_k, Σ_k) on ℝ², for x of shape (N, 2).
+
+    Args:
+        weights: w_k > 0 summing to one, shape (K,).
+        means: μ_k, shape (K, 2).
+        covs: Σ_k, symmetric positive definite, shape (K, 2, 2).
+
+    Sampling and the density are those of :class:`npflows.targets.GaussianMixture` (log Z = 0).
+    ``entropy()`` is Σ_k w_k E_{N(μ_k, Σ_k)}[−log Pr(x)], each expectation by the tensor-product
+    Gauss–Hermite rule with 80 × 80 nodes t mapped to x = μ_k + L_k t (Σ_k = L_k L_kᵀ). −log Pr is
+    smooth, so the rule converges fast: on "8gaussians" 60, 80 and 120 nodes agree to 1e-12 nats.
+    It is computed once and cached.
+    """
+
+    dim = 2
+
+    def __init__(self, weights: Sequence[float], means: Sequence, covs: Sequence):
+        self.mixture = GaussianMixture(weights, means, covs)
+        if self.mixture.dim != 2:
+            raise ValueError(f"means must have shape (K, 2), got {self.mixture.means.shape}")
+        self._entropy: float | None = None
+
+    def __repr__(self) -> str:
+        m = self.mixture
+        return (
+            f"GaussianMixture2D(weights={m.weights.tolist()}, means={m.means.tolist()}, "
+            f"covs={m.covs.tolist()})"
+        )
+
+    def sample(self, n: int, rng: RNGLike = None) -> np.ndarray:
+        """``n`` draws of shape (n, 2): k ~ w, then x = μ_k + L_k ε with ε ~ N(0, I)."""
+        return self.mixture.sample(n, rng)
+
+    def log_density(self, x) -> np.ndarray:
+        """log Pr(x) for x of shape (N, 2); returns (N,) in nats."""
+        return self.mixture.log_density(x)[0]
+
+    def entropy(self) -> float:
+        """Differential entropy H[Pr] in nats (by Gauss–Hermite quadrature; cached)."""
+        if self._entropy is None:
+            t, w = hermegauss(GH_NODES)  # ∫ g(t) e^{−t²/2} dt ≈ Σ_i w_i g(t_i)
+            t2 = np.stack(np.meshgrid(t, t, indexing="ij"), axis=-1).reshape(-1, 2)  # (M, 2)
+            w2 = np.outer(w, w).ravel() / w.sum() ** 2  # (M,), sums to one
+            chol = np.linalg.cholesky(self.mixture.covs)  # L_k, (K, 2, 2)
+            x = self.mixture.means[:, None, :] + np.einsum("kij,mj->kmi", chol, t2)  # (K, M, 2)
+            neg_log_p = -self.log_density(x.reshape(-1, 2)).reshape(len(chol), -1)  # (K, M)
+            self._entropy = float(self.mixture.weights @ neg_log_p @ w2)
+        return self._entropy
+
+
+def gaussian_ring(
+    k: int = 8, radius: float = 2.0 * np.sqrt(2.0), sd: float = 0.5 / np.sqrt(2.0)
+) -> GaussianMixture2D:
+    """``k`` equally weighted round Gaussians N(μ_j, sd² I) on a circle, μ_j = radius · (cos 2πj/k,
+    sin 2πj/k). The defaults are FFJORD's "8gaussians": centres 4 · (cos, sin), sd 0.5, all / √2."""
+    angles = 2.0 * np.pi * np.arange(k) / k
+    means = radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    return GaussianMixture2D(np.full(k, 1.0 / k), means, np.tile(sd**2 * np.eye(2), (k, 1, 1)))
+
+
+class Checkerboard:
+    """Uniform on the black squares of a ``k`` × ``k`` board of side-``side`` squares centred at 0.
+
+    Square (i, j), counted from 0 at the corner −(k·side/2)(1, 1), covers [a_i, a_i + side) ×
+    [a_j, a_j + side) and is black when i + j is even. With B black squares of area A = B · side²:
+    log Pr(x) = −log A on them and −inf elsewhere; H[Pr] = log A. The defaults (k = 4, side = 2)
+    are FFJORD's checkerboard: 8 black squares filling half of [−4, 4]², A = 32.
+    """
+
+    dim = 2
+
+    def __init__(self, k: int = 4, side: float = 2.0):
+        if int(k) != k or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if not (np.isfinite(side) and side > 0):
+            raise ValueError(f"side must be positive and finite, got {side!r}")
+        self.k, self.side, self.corner = int(k), float(side), -0.5 * k * side
+        i, j = np.divmod(np.arange(self.k**2), self.k)
+        black = (i + j) % 2 == 0
+        self.black_squares = np.stack([i[black], j[black]], axis=1)  # (B, 2), 0-based (i, j)
+        self.log_area = float(np.log(len(self.black_squares) * self.side**2))
+
+    def __repr__(self) -> str:
+        return f"Checkerboard(k={self.k}, side={self.side})"
+
+    def sample(self, n: int, rng: RNGLike = None) -> np.ndarray:
+        """``n`` draws of shape (n, 2): a black square uniformly, then a uniform point in it."""
+        n, rng = _check_n(n), as_rng(rng)
+        square = self.black_squares[rng.integers(0, len(self.black_squares), n)]
+        return self.corner + self.side * (square + rng.random((n, 2)))
+
+    def log_density(self, x) -> np.ndarray:
+        """log Pr(x) for x of shape (N, 2): −log A on the black squares, −inf elsewhere."""
+        x = check_array(x, 2, "x").astype(np.float64, copy=False)
+        square = np.floor((x - self.corner) / self.side)  # (N, 2)
+        on_board = np.all((square >= 0) & (square < self.k), axis=1)
+        return np.where(on_board & (square.sum(axis=1) % 2 == 0), -self.log_area, -np.inf)
+
+    def entropy(self) -> float:
+        """Differential entropy H[Pr] = log A in nats (exact)."""
+        return self.log_area
+
+
+class Banana:
+    """x1 ~ N(0, sd1²), x2 | x1 ~ N(bend · (x1² − sd1²), sd2²): a Gaussian bent into a parabola.
+
+    Subtracting sd1² = E[x1²] centres it (E[x2] = 0). It is the image of ε ~ N(0, I) under
+    x = (sd1 ε1, bend (sd1² ε1² − sd1²) + sd2 ε2), whose Jacobian determinant is sd1 · sd2, so
+    log Pr(x) = log N(x1; 0, sd1²) + log N(x2; bend (x1² − sd1²), sd2²),
+    H[Pr] = log(2πe sd1 sd2).
+
+    Args:
+        sd1, sd2: positive standard deviations; bend: the curvature (any sign).
+    """
+
+    dim = 2
+
+    def __init__(self, sd1: float = 1.25, bend: float = 0.5, sd2: float = 0.4):
+        for name, value in (("sd1", sd1), ("sd2", sd2)):
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be positive and finite, got {value!r}")
+        if not np.isfinite(bend):
+            raise ValueError(f"bend must be finite, got {bend!r}")
+        self.sd1, self.bend, self.sd2 = float(sd1), float(bend), float(sd2)
+
+    def __repr__(self) -> str:
+        return f"Banana(sd1={self.sd1}, bend={self.bend}, sd2={self.sd2})"
+
+    def sample(self, n: int, rng: RNGLike = None) -> np.ndarray:
+        """``n`` draws of shape (n, 2), by the map from ε ~ N(0, I) above."""
+        eps = as_rng(rng).standard_normal((_check_n(n), 2))
+        x1 = self.sd1 * eps[:, 0]
+        return np.stack([x1, self.bend * (x1**2 - self.sd1**2) + self.sd2 * eps[:, 1]], axis=1)
+
+    def log_density(self, x) -> np.ndarray:
+        """log Pr(x) for x of shape (N, 2); returns (N,) in nats."""
+        x = check_array(x, 2, "x").astype(np.float64, copy=False)
+        u1 = x[:, 0] / self.sd1
+        u2 = (x[:, 1] - self.bend * (x[:, 0] ** 2 - self.sd1**2)) / self.sd2
+        return -0.5 * (u1**2 + u2**2) - LOG_2PI - np.log(self.sd1 * self.sd2)
+
+    def entropy(self) -> float:
+        """Differential entropy H[Pr] = log(2πe sd1 sd2) in nats (exact)."""
+        return float(np.log(2.0 * np.pi * np.e * self.sd1 * self.sd2))
+
+
+# -- 2-D data sets known only through a sampler ----------------------------------------------------
+@dataclass(frozen=True)
+class Sampled:
+    """A 2-D data set known only through ``sample(n, rng) -> (n, 2)``: no exact density, so
+    ``log_density`` and ``entropy`` are None."""
+
+    sample: Callable[[int, RNGLike], np.ndarray]
+    dim: int = 2
+    log_density: None = None
+    entropy: None = None
+
+
+def _unit_circle(angle: np.ndarray) -> np.ndarray:
+    """(cos θ, sin θ), shape (N, 2), for angles θ of shape (N,)."""
+    return np.stack([np.cos(angle), np.sin(angle)], axis=1)
+
+
+def two_moons(n: int, rng: RNGLike = None, noise: float = 0.2) -> np.ndarray:
+    """Two interleaved half circles of radius 2: scikit-learn's ``make_moons`` · 2 − (1, 0.2), as
+    in FFJORD. Each point picks a moon with probability ½ and θ ~ U(0, π): the upper moon is
+    (−1, −0.2) + 2 (cos θ, sin θ), the lower (1, 0.8) − 2 (cos θ, sin θ); then N(0, noise²) is added
+    to each coordinate (``noise`` 0.2 is make_moons' 0.1, scaled). Shape (n, 2)."""
+    n, rng = _check_n(n), as_rng(rng)
+    lower = rng.random(n) < 0.5
+    arc = 2.0 * _unit_circle(rng.uniform(0.0, np.pi, n))
+    x = np.where(lower[:, None], np.array([1.0, 0.8]) - arc, np.array([-1.0, -0.2]) + arc)
+    return x + noise * rng.standard_normal((n, 2))
+
+
+def circles(
+    n: int, rng: RNGLike = None, radii: Sequence[float] = (3.0, 1.5), noise: float = 0.24
+) -> np.ndarray:
+    """Concentric circles: a radius r from ``radii`` with equal probability, θ ~ U(0, 2π),
+    x = r (cos θ, sin θ) + N(0, noise² I). The defaults are FFJORD's (scikit-learn's
+    ``make_circles(factor=0.5, noise=0.08)`` · 3). Shape (n, 2)."""
+    n, rng = _check_n(n), as_rng(rng)
+    r = np.asarray(radii, dtype=np.float64)[rng.integers(0, len(radii), n)]
+    x = r[:, None] * _unit_circle(rng.uniform(0.0, 2.0 * np.pi, n))
+    return x + noise * rng.standard_normal((n, 2))
+
+
+def pinwheel(
+    n: int,
+    rng: RNGLike = None,
+    arms: int = 5,
+    radial_sd: float = 0.3,
+    tangential_sd: float = 0.1,
+    rate: float = 0.25,
+) -> np.ndarray:
+    """FFJORD's pinwheel: ``arms`` curved arms. A point picks an arm j uniformly and starts at
+    h = (1 + radial_sd ε1, tangential_sd ε2), ε ~ N(0, I); it is turned anticlockwise by the angle
+    2πj/arms + rate · exp(h1), so that points farther out turn more, and scaled by 2. (FFJORD turns
+    it clockwise: this is its mirror image.) Shape (n, 2)."""
+    n, rng = _check_n(n), as_rng(rng)
+    h = rng.standard_normal((n, 2)) * np.array([radial_sd, tangential_sd])
+    h[:, 0] += 1.0
+    c, s = _unit_circle(2.0 * np.pi * rng.integers(0, arms, n) / arms + rate * np.exp(h[:, 0])).T
+    return 2.0 * np.stack([c * h[:, 0] - s * h[:, 1], s * h[:, 0] + c * h[:, 1]], axis=1)
+
+
+def two_spirals(n: int, rng: RNGLike = None, turns: float = 1.5, noise: float = 0.1) -> np.ndarray:
+    """Two interleaved spirals: θ = 2π · turns · √u with u ~ U(0, 1) (even density along the area
+    swept), x = ±(−θ cos θ, θ sin θ)/3 with either sign equally likely, plus N(0, noise² I).
+    FFJORD's "2spirals" without its uniform jitter; the arms end at radius 2π · turns / 3 = π.
+    Shape (n, 2)."""
+    n, rng = _check_n(n), as_rng(rng)
+    theta = 2.0 * np.pi * turns * np.sqrt(rng.random(n))
+    sign = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    arm = theta[:, None] * _unit_circle(theta) * np.array([-1.0, 1.0]) / 3.0
+    return sign[:, None] * arm + noise * rng.standard_normal((n, 2))
+
+
+DATASETS: dict[str, Dataset] = {
+    "bimodal": BIMODAL,
+    "moons": Sampled(two_moons),
+    "circles": Sampled(circles),
+    "8gaussians": gaussian_ring(),
+    "checkerboard": Checkerboard(),
+    "pinwheel": Sampled(pinwheel),
+    "2spirals": Sampled(two_spirals),
+    "banana": Banana(),
+}
 
 
 def get(name: str) -> Dataset:

@@ -7,7 +7,7 @@ import pytest
 from scipy import integrate, stats
 
 from npflows import datasets
-from npflows.datasets import BIMODAL, GaussianMixture1D
+from npflows.datasets import BIMODAL, Banana, Checkerboard, GaussianMixture1D, GaussianMixture2D
 
 N_MC = 200_000  # Monte-Carlo sample size for the moment and entropy checks
 
@@ -93,5 +93,118 @@ def test_mixture_refuses_bad_parameters(weights, means, sds, match):
 
 def test_get_by_name():
     assert datasets.get("bimodal") is BIMODAL
-    with pytest.raises(ValueError, match="unknown dataset 'moons'; choose one of: bimodal"):
-        datasets.get("moons")
+    with pytest.raises(ValueError, match="unknown dataset 'nosuch'; choose one of: 2spirals, 8g"):
+        datasets.get("nosuch")
+
+
+# -- 2-D data sets ---------------------------------------------------------------------------------
+TWO_D = [name for name, data in datasets.DATASETS.items() if data.dim == 2]
+EXACT = [name for name in TWO_D if datasets.get(name).log_density is not None]
+
+
+def test_the_two_d_sets_are_registered():
+    assert TWO_D == [
+        "moons",
+        "circles",
+        "8gaussians",
+        "checkerboard",
+        "pinwheel",
+        "2spirals",
+        "banana",
+    ]
+    assert EXACT == ["8gaussians", "checkerboard", "banana"]
+    for name in set(TWO_D) - set(EXACT):
+        assert datasets.get(name).entropy is None
+
+
+@pytest.mark.parametrize("name", TWO_D)
+def test_two_d_samples_are_seeded_float64_and_fill_the_box(name):
+    data = datasets.get(name)
+    x = data.sample(2000, rng=0)
+    assert x.shape == (2000, 2) and x.dtype == np.float64
+    np.testing.assert_array_equal(x, data.sample(2000, rng=np.random.default_rng(0)))
+    assert not np.array_equal(x, data.sample(2000, rng=1))
+    assert data.sample(0, rng=0).shape == (0, 2)
+    lo, hi = np.quantile(x, [0.01, 0.99], axis=0)
+    assert np.all(lo > -5) and np.all(hi < 5) and np.all(hi - lo > 2.5)
+    with pytest.raises(ValueError, match="n must be a non-negative integer"):
+        data.sample(-1, rng=0)
+
+
+def test_noise_free_samplers_follow_their_documented_curves():
+    x = datasets.two_moons(500, rng=0, noise=0.0)
+    upper = np.isclose(np.linalg.norm(x - [-1.0, -0.2], axis=1), 2.0) & (x[:, 1] >= -0.2)
+    lower = np.isclose(np.linalg.norm(x - [1.0, 0.8], axis=1), 2.0) & (x[:, 1] <= 0.8)
+    assert np.all(upper | lower) and upper.any() and lower.any()
+    r = np.linalg.norm(datasets.circles(500, rng=0, noise=0.0), axis=1)
+    assert set(np.round(r, 12)) == {1.5, 3.0}
+    x = datasets.two_spirals(500, rng=0, noise=0.0)
+    assert np.linalg.norm(x, axis=1).max() <= np.pi + 1e-12
+    x = datasets.pinwheel(500, rng=0, radial_sd=0.0, tangential_sd=0.0)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 2.0, rtol=1e-12)
+    arm_angles = np.arctan2(x[:, 1], x[:, 0]) - 0.25 * np.e  # 2πj/5, up to a multiple of 2π
+    np.testing.assert_allclose(np.cos(5 * arm_angles), 1.0, atol=1e-9)
+
+
+def grid_mass(log_density, box, h):
+    """∫ Pr over ``box`` by the midpoint rule with cells of side h."""
+    axes = [np.arange(lo + h / 2, hi, h) for lo, hi in box]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 2)
+    return np.exp(log_density(grid)).sum() * h * h
+
+
+@pytest.mark.parametrize(
+    ("name", "box", "h"),
+    [
+        ("8gaussians", ((-6, 6), (-6, 6)), 0.05),  # h = sd/7: the midpoint rule is spectrally exact
+        ("banana", ((-10, 10), (-3, 40)), 0.1),  # x2 < 40 keeps |x1| < 9 = 7.2 sd1; h = sd2/4
+    ],
+)
+def test_smooth_exact_densities_integrate_to_one(name, box, h):
+    assert abs(grid_mass(datasets.get(name).log_density, box, h) - 1.0) < 1e-4
+
+
+def test_checkerboard_integrates_to_exactly_one():
+    # Cells of side 0.25 never straddle a square's edge, so the midpoint rule is exact.
+    board = datasets.get("checkerboard")
+    with np.errstate(under="ignore"):
+        assert abs(grid_mass(board.log_density, ((-5, 5), (-5, 5)), 0.25) - 1.0) < 1e-12
+
+
+def test_checkerboard_samples_fill_the_black_squares_evenly():
+    board = Checkerboard()
+    x = board.sample(80_000, rng=3)
+    assert np.all(board.log_density(x) == -np.log(32.0))  # every sample is on the support
+    counts, _, _ = np.histogram2d(*x.T, bins=4, range=((-4, 4), (-4, 4)))
+    black = (np.add.outer(np.arange(4), np.arange(4)) % 2) == 0
+    assert np.all(counts[~black] == 0)
+    assert stats.chisquare(counts[black]).pvalue > 1e-3
+    assert board.log_density(np.array([[-3.0, -1.0], [5.0, 0.0]])).tolist() == [-np.inf] * 2
+    assert board.entropy() == np.log(32.0)
+
+
+@pytest.mark.parametrize("name", EXACT)
+def test_entropy_agrees_with_the_samples_mean_log_density(name):
+    data = datasets.get(name)
+    neg_log_p = -data.log_density(data.sample(N_MC // 4, rng=4))
+    se = max(neg_log_p.std(ddof=1) / np.sqrt(len(neg_log_p)), 1e-12)
+    assert abs(neg_log_p.mean() - data.entropy()) < 4 * se
+
+
+def test_banana_density_is_the_documented_product_of_normals():
+    banana = Banana(sd1=1.2, bend=-0.3, sd2=0.7)
+    x = np.random.default_rng(5).normal(0, 2, (50, 2))
+    expected = stats.norm.logpdf(x[:, 0], 0, 1.2) + stats.norm.logpdf(
+        x[:, 1], -0.3 * (x[:, 0] ** 2 - 1.2**2), 0.7
+    )
+    np.testing.assert_allclose(banana.log_density(x), expected, rtol=1e-12)
+    assert abs(banana.entropy() - np.log(2 * np.pi * np.e * 1.2 * 0.7)) < 1e-12
+
+
+def test_mixture_entropy_by_gauss_hermite_is_exact_for_one_gaussian():
+    cov = np.array([[0.5, 0.2], [0.2, 0.3]])
+    mixture = GaussianMixture2D([0.5, 0.5], [[1.0, -1.0], [1.0, -1.0]], [cov, cov])
+    exact = np.log(2 * np.pi * np.e) + 0.5 * np.log(np.linalg.det(cov))
+    assert abs(mixture.entropy() - exact) < 1e-12
+    with pytest.raises(ValueError, match=r"shape \(K, 2\)"):
+        GaussianMixture2D([1.0], [[0.0, 0.0, 0.0]], [np.eye(3)])

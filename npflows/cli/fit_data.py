@@ -1,0 +1,184 @@
+"""``python -m npflows fit``: maximum-likelihood training on a built-in data set or a file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from .. import datasets, plotting
+from ..flow import Flow
+from ..io import save
+from ..train import fit
+from .common import (
+    FLOWS,
+    PLOT_HINT,
+    POSITIVE,
+    UsageError,
+    add_command,
+    add_training_options,
+    build_flow,
+    build_layers,
+    int_at_least,
+    listed,
+    read_points,
+    stderr,
+)
+
+DEFAULTS = {  # option: (its default for 1-D data, for data of two or more dimensions)
+    "flow": ("spline", "nsf"),
+    "n_train": (10_000, 20_000),
+    "epochs": (40, 30),
+    "batch_size": (256, 512),
+    "lr": (1e-2, 5e-3),
+}
+N_TEST = 10_000  # test points drawn from a built-in data set by default
+TEST_FRACTION = 0.1  # of a file's rows, held out for testing
+
+
+def fit_command(args: argparse.Namespace) -> int:
+    """Train a flow by maximum likelihood on a built-in data set, or on the points in a .npy or
+    .csv file (one per row; 10% of the rows are held out for testing, 10% of the rest for
+    validation). Print the test NLL and, for a data set with a known density p, its entropy and
+    KL(p‖q) for the flow's density q. Save the model to DIR/model.npz (in data units: its last
+    layer is a Diagonal that starts at the training data's mean and standard deviation) and a plot
+    of the data, q and samples of q to DIR/density.png (1-D and 2-D data)."""
+    rng_data, rng_test, rng_fit, rng_init = map(
+        np.random.default_rng, np.random.SeedSequence(args.seed).spawn(4)
+    )
+    dataset, x_train, x_test = load_data(args, rng_data, rng_test)
+    name = args.data.stem if dataset is None else args.data
+    dim = x_train.shape[1]
+    opts = {  # the options whose default depends on the dimension (n_train: see load_data)
+        k: DEFAULTS[k][dim > 1] if getattr(args, k) is None else getattr(args, k)
+        for k in ("flow", "epochs", "batch_size", "lr")
+    }
+    layers = build_layers(opts["flow"], dim, args.hidden, args.layers, rng_init)
+    flow = build_flow(layers, x_train.mean(axis=0), x_train.std(axis=0))
+    if not flow.has_inverse_vjp:
+        raise ValueError(
+            f"the {opts['flow']} flow has no inverse_vjp (its density takes D passes), so it "
+            "cannot be fitted to data; use maf, its mirror, or train it with fit-density"
+        )
+    out = Path("runs") / name if args.out is None else args.out
+    out.mkdir(parents=True, exist_ok=True)  # before training, so a bad --out fails at once
+    print(
+        f"fitting a {opts['flow']} flow to {len(x_train)} points of {name!r} in {dim}-D "
+        f"(10% held out for validation; seed {args.seed})"
+    )
+    fit(
+        flow,
+        x_train,
+        epochs=opts["epochs"],
+        batch_size=opts["batch_size"],
+        lr=opts["lr"],
+        validation_fraction=0.1,
+        patience=None,
+        rng=rng_fit,
+        progress=not args.no_progress,
+    )
+    nll = report_test(flow, x_test, dataset)
+    save(flow, out / "model.npz")
+    print(f"saved {out / 'model.npz'}")
+    title = f"{name}, {opts['flow']} flow: test NLL {nll:.3f} nats"
+    if dim > 2:
+        print(f"no density.png: the plot shows 1-D and 2-D data, not {dim}-D")
+    elif plotting.plot_fit(out / "density.png", flow, x_test, title, dataset, rng_init):
+        print(f"saved {out / 'density.png'}")
+    else:
+        print(f"{PLOT_HINT} density.png")
+    return 0
+
+
+def load_data(args: argparse.Namespace, rng_data, rng_test):
+    """(the built-in data set, or None for a file; training points; test points)."""
+    if isinstance(args.data, str):
+        dataset = datasets.get(args.data)
+        n_train = DEFAULTS["n_train"][dataset.dim > 1] if args.n_train is None else args.n_train
+        n_test = N_TEST if args.n_test is None else args.n_test
+        return dataset, dataset.sample(n_train, rng_data), dataset.sample(n_test, rng_test)
+    if args.n_train is not None or args.n_test is not None:
+        raise UsageError("--n-train and --n-test apply to built-in data sets, not to a file")
+    x = rng_data.permutation(read_points(args.data))
+    n_test = max(1, round(TEST_FRACTION * len(x)))
+    print(f"read {len(x)} points from {args.data}; {n_test} of them held out for testing")
+    return None, x[n_test:], x[:n_test]
+
+
+def report_test(flow: Flow, x_test: np.ndarray, dataset: datasets.Dataset | None) -> float:
+    """Print the test NLL and, where the data's density p is known, its entropy and KL(p‖q),
+    estimated by the mean of log p − log q over the test points (samples of p, so log p is finite
+    even where p has bounded support); return the NLL."""
+    log_q = flow.log_prob(x_test)  # (n_test,)
+    nll = -float(log_q.mean())
+    print(
+        f"test NLL      {nll:.4f} ± {stderr(log_q):.4f} nats ({len(x_test)} points, "
+        "± one standard error)"
+    )
+    if dataset is None or dataset.log_density is None:
+        print("(the data's density is not known, so there is no KL(p‖q) to report)")
+        return nll
+    log_ratio = dataset.log_density(x_test) - log_q  # log p − log q
+    print(f"entropy H[p]  {dataset.entropy():.4f} nats (p: the data's density, exactly known)")
+    print(
+        f"KL(p‖q)       {log_ratio.mean():.4f} ± {stderr(log_ratio):.4f} nats: the mean of "
+        "log p − log q over the test points (q: the flow's density)"
+    )
+    return nll
+
+
+def add_parsers(commands) -> None:
+    """Register ``fit``."""
+    p = add_command(commands, "fit", fit_command, "train a flow on a data set or a .npy/.csv file")
+    p.add_argument(
+        "--data",
+        type=data_source,
+        default="bimodal",
+        metavar="NAME|FILE",
+        help=f"a built-in data set:\n{listed(datasets.DATASETS)};\n"
+        "or a .npy/.csv file of points, one per row (default: %(default)s)",
+    )
+    p.add_argument(
+        "--flow",
+        choices=FLOWS,
+        metavar="FLOW",
+        help=f"{listed(FLOWS)}\n({per_dim_default('flow')})",
+    )
+    p.add_argument(
+        "--n-train",
+        type=int_at_least(2),
+        metavar="N",
+        help="points drawn from a built-in data set for training, 10%% of them for\n"
+        f"validation ({per_dim_default('n_train')})",
+    )
+    p.add_argument(
+        "--n-test",
+        type=int_at_least(2),
+        metavar="N",
+        help=f"points drawn from a built-in data set for testing (default: {N_TEST})",
+    )
+    p.add_argument("--epochs", type=POSITIVE, metavar="N", help=per_dim_default("epochs"))
+    p.add_argument("--batch-size", type=POSITIVE, metavar="N", help=per_dim_default("batch_size"))
+    p.add_argument(
+        "--lr", type=float, metavar="RATE", help=f"Adam's step size; {per_dim_default('lr')}"
+    )
+    add_training_options(p, "the data, the split, the flow and the batches", "runs/<data>")
+
+
+def data_source(text: str) -> str | Path:
+    """An argparse ``type``: a built-in data set's name, or a path ending in .npy or .csv."""
+    if text in datasets.DATASETS:
+        return text
+    if Path(text).suffix.lower() in (".npy", ".csv"):
+        return Path(text)
+    raise argparse.ArgumentTypeError(
+        f"expected a built-in data set ({', '.join(datasets.DATASETS)}) or a .npy/.csv file, "
+        f"got {text!r}"
+    )
+
+
+def per_dim_default(option: str) -> str:
+    """The help for an option whose default depends on the data's dimension."""
+    one, more = DEFAULTS[option]
+    return f"default: {one} for 1-D data, {more} otherwise"
