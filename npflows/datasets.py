@@ -14,6 +14,10 @@ Support: the checkerboard's density is zero off its black squares, where ``log_d
 model q: every sample of p lies on the support, where log p is finite. (The other direction,
 KL(q‖p), is +inf for every flow, whose density is positive everywhere.)
 
+Unnormalized target densities for reverse-KL training (the Rezende–Mohamed energies, a Gaussian
+mixture, Neal's funnel) live in :mod:`npflows.targets` and are re-exported here as
+``get_target`` and ``TARGETS``.
+
 The 2-D sets follow the toy data of FFJORD (Grathwohl et al. 2019, arXiv:1810.01367), scaled as
 there so that the data roughly fill [−4, 4]²; each sampler's docstring says where it differs. A new
 data set joins ``DATASETS`` under its name.
@@ -30,7 +34,26 @@ from numpy.polynomial.hermite_e import hermegauss
 from scipy import integrate, special
 
 from .layer import RNGLike, as_rng, check_array
-from .targets import GaussianMixture, _check_n
+from .targets import TARGETS, GaussianMixture, _check_n, get_target
+
+__all__ = [
+    "DATASETS",
+    "TARGETS",
+    "Banana",
+    "Checkerboard",
+    "Dataset",
+    "GaussianMixture1D",
+    "GaussianMixture2D",
+    "Sampled",
+    "bimodal_1d",
+    "circles",
+    "gaussian_ring",
+    "get",
+    "get_target",
+    "pinwheel",
+    "two_moons",
+    "two_spirals",
+]
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 TAIL_SDS = 12.0  # quadrature range: beyond μ_k ± 12 σ_k each component has mass below 1e-32
