@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .tree import Tree, cast, leaves, tree_map
+from .tree import Tree, cast, leaves_with_paths, tree_map
 
 Pullback = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, Tree]]
 RNGLike = None | int | np.random.Generator
@@ -173,8 +173,8 @@ class Layer:
     @property
     def dtype(self) -> np.dtype:
         """The dtype of the parameters (float64 unless :meth:`astype` changed it)."""
-        first = next(iter(leaves(self.params)), None)
-        return np.dtype(np.float64) if first is None else first.dtype
+        first = next(leaves_with_paths(self.params), None)  # lazily: only the first leaf
+        return np.dtype(np.float64) if first is None else first[1].dtype
 
     def astype(self, dtype) -> Layer:
         """Cast every parameter to ``dtype`` (float32 or float64) in place; returns self.

@@ -19,6 +19,8 @@ import numpy as np
 
 from .tree import Tree, leaves, leaves_with_paths, tree_map
 
+_CHUNK = 1 << 16  # entries updated at a time: 512 KiB in float64
+
 
 class Adam:
     """Adam on a parameter tree, updating its arrays in place.
@@ -32,7 +34,8 @@ class Adam:
 
     Attributes:
         t: the number of steps taken.
-        m, v: the first and second moment estimates, trees mirroring ``params`` (their dtypes).
+        m, v: the first and second moment estimates, trees mirroring ``params`` (their dtypes),
+            read-only properties whose arrays are live: writing into them changes the state.
     """
 
     def __init__(
@@ -57,8 +60,35 @@ class Adam:
         self.params = params
         self.lr, self.betas, self.eps = float(lr), (float(betas[0]), float(betas[1])), float(eps)
         self.t = 0
-        self.m = tree_map(np.zeros_like, params)
-        self.v = tree_map(np.zeros_like, params)
+        # The leaves of one dtype keep their m and v in one flat vector each, so that a step is a
+        # dozen operations on long vectors rather than a dozen per leaf (most leaves are small).
+        self._groups = []  # per dtype: [(leaf index, start, stop, shape)], flat m, flat v
+        param_leaves = leaves(params)
+        for dtype in dict.fromkeys(leaf.dtype for leaf in param_leaves):
+            spans, size = [], 0
+            for i, leaf in enumerate(param_leaves):
+                if leaf.dtype == dtype:
+                    spans.append((i, size, size + leaf.size, leaf.shape))
+                    size += leaf.size
+            self._groups.append((spans, np.zeros(size, dtype), np.zeros(size, dtype)))
+
+    @property
+    def m(self) -> Tree:
+        """The first moment estimates: a tree mirroring ``params`` of views into the flat vectors."""
+        return self._as_tree(1)
+
+    @property
+    def v(self) -> Tree:
+        """The second moment estimates, as :attr:`m`."""
+        return self._as_tree(2)
+
+    def _as_tree(self, which: int) -> Tree:
+        views = {}
+        for spans, *flat in self._groups:
+            for i, start, stop, shape in spans:
+                views[i] = flat[which - 1][start:stop].reshape(shape)
+        in_order = iter(views[i] for i in range(len(views)))
+        return tree_map(lambda _: next(in_order), self.params)
 
     def _aligned(self, tree: Tree, name: str) -> list[np.ndarray]:
         """The leaves of ``tree`` in the dtypes and order of ``params``' leaves, after
@@ -88,19 +118,34 @@ class Adam:
         Raises ValueError, changing nothing, when ``grads`` does not have the paths and shapes of
         ``params`` or holds a NaN or inf.
         """
-        g_leaves = self._aligned(grads, "grads")
+        pairs = []
+        if _leaf_pairs(self.params, grads, pairs):
+            param_leaves, g_leaves = [p for p, _ in pairs], [g for _, g in pairs]
+        else:  # the full check says what is wrong, or converts leaves of another dtype
+            param_leaves, g_leaves = leaves(self.params), self._aligned(grads, "grads")
+        flat_grads = [
+            np.concatenate([g_leaves[i].ravel() for i, *_ in spans], dtype=m.dtype)
+            for spans, m, _ in self._groups
+        ]
+        if not all(np.isfinite(g).all() for g in flat_grads):
+            self._aligned(grads, "grads")  # raises, naming the first leaf with a NaN or inf
         beta1, beta2 = self.betas
         self.t += 1
         correction1, correction2 = 1.0 - beta1**self.t, 1.0 - beta2**self.t
-        for theta, m, v, g in zip(
-            leaves(self.params), leaves(self.m), leaves(self.v), g_leaves, strict=True
-        ):
-            m *= beta1
-            m += (1.0 - beta1) * g
-            v *= beta2
-            v += (1.0 - beta2) * g * g
-            m_hat, v_hat = m / correction1, v / correction2
-            theta -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        for (spans, m_all, v_all), g_all in zip(self._groups, flat_grads, strict=True):
+            step = np.empty_like(g_all)
+            # In slices of _CHUNK entries, so that the temporaries stay in the cache.
+            for start in range(0, len(g_all), _CHUNK):
+                part = slice(start, start + _CHUNK)
+                m, v, g = m_all[part], v_all[part], g_all[part]
+                m *= beta1
+                m += (1.0 - beta1) * g
+                v *= beta2
+                v += (1.0 - beta2) * g * g
+                m_hat, v_hat = m / correction1, v / correction2
+                step[part] = self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+            for i, start, stop, shape in spans:
+                param_leaves[i] -= step[start:stop].reshape(shape)
 
     def state_dict(self) -> dict:
         """``{"t": steps taken, "m": tree, "v": tree}``, the arrays copied."""
@@ -127,3 +172,24 @@ class Adam:
         for dst, src in zip(leaves(self.m) + leaves(self.v), m_leaves + v_leaves, strict=True):
             dst[...] = src
         self.t = int(t)
+
+
+def _leaf_pairs(params: Tree, grads: Tree, pairs: list) -> bool:
+    """Append ``(param, grad)`` for each leaf of ``params`` to ``pairs``, in its order. False (the
+    pairs then incomplete) where ``grads`` differs in a key, a length or a leaf's shape, or has a
+    leaf that is not a float array: :meth:`Adam._aligned` then decides. The walk is much cheaper
+    than naming every leaf by its path, which it needs only to report an error."""
+    if isinstance(params, dict):
+        if not isinstance(grads, dict) or grads.keys() != params.keys():
+            return False
+        return all(_leaf_pairs(params[key], grads[key], pairs) for key in params)
+    if isinstance(params, (list, tuple)):
+        if not isinstance(grads, (list, tuple)) or len(grads) != len(params):
+            return False
+        return all(_leaf_pairs(p, g, pairs) for p, g in zip(params, grads, strict=True))
+    if not (
+        isinstance(grads, np.ndarray) and grads.dtype.kind == "f" and grads.shape == params.shape
+    ):
+        return False
+    pairs.append((params, grads))
+    return True

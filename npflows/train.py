@@ -113,6 +113,7 @@ def fit(
     history = History()
     best_score, best_params, since_best = np.inf, None, 0
     good = None  # flat copy of the last parameters whose loss and gradient were finite
+    current = flatten(params)  # flat copy of the parameters the next loss is evaluated at
     report = _Progress(epochs) if progress else None
 
     def diverged(what, where):
@@ -138,10 +139,11 @@ def fit(
                 if not np.isfinite(loss) or bad is not None:
                     what = "the loss" if not np.isfinite(loss) else f"the gradient of {bad!r}"
                     raise diverged(what, where)
-                good = flatten(params)
+                good, current = current, good  # current is good; its old buffer is reused
                 optimizer.step(grads)
-                bad = _first_non_finite(params)
-                if bad is not None:
+                current = flatten(params, out=current)
+                if not np.isfinite(current).all():
+                    bad = _first_non_finite(params)
                     raise diverged(f"the parameter {bad!r}", f"after the step {where}")
                 batch_losses.append(loss)
             history.train_nll.append(float(np.mean(batch_losses)))
@@ -231,6 +233,8 @@ def _is_positive_int(value) -> bool:
 
 def _first_non_finite(tree: Tree) -> str | None:
     """The path of the first leaf of ``tree`` holding a NaN or inf, or None."""
+    if all(np.isfinite(leaf).all() for leaf in leaves(tree)):  # paths only when one is needed
+        return None
     return next(
         (path for path, leaf in leaves_with_paths(tree) if not np.isfinite(leaf).all()), None
     )

@@ -20,10 +20,7 @@ def leaves_with_paths(tree: Tree, prefix: str = "") -> Iterator[tuple[str, np.nd
     """Yield ``(path, leaf)`` for every array in ``tree``, paths joined by ``/``."""
     if isinstance(tree, dict):
         for key, sub in tree.items():
-            if not isinstance(key, str) or "/" in key or not key:
-                raise ValueError(
-                    f"parameter names must be non-empty strings without '/', got {key!r}"
-                )
+            _check_key(key)
             yield from leaves_with_paths(sub, f"{prefix}{key}/")
     elif isinstance(tree, (list, tuple)):
         for i, sub in enumerate(tree):
@@ -31,14 +28,39 @@ def leaves_with_paths(tree: Tree, prefix: str = "") -> Iterator[tuple[str, np.nd
     elif isinstance(tree, np.ndarray):
         yield prefix[:-1], tree
     else:
-        raise ValueError(
-            f"a parameter tree holds dicts, lists and arrays, got {type(tree).__name__}"
-        )
+        _not_a_tree(tree)
 
 
 def leaves(tree: Tree) -> list[np.ndarray]:
     """The arrays of ``tree`` in visiting order."""
-    return [leaf for _, leaf in leaves_with_paths(tree)]
+    out: list[np.ndarray] = []
+    _collect(tree, out)
+    return out
+
+
+def _collect(tree: Tree, out: list) -> None:
+    """Append the arrays of ``tree`` to ``out``: :func:`leaves_with_paths` without the paths, which
+    cost more than the walk (training walks its trees every step)."""
+    if isinstance(tree, dict):
+        for key, sub in tree.items():
+            _check_key(key)
+            _collect(sub, out)
+    elif isinstance(tree, (list, tuple)):
+        for sub in tree:
+            _collect(sub, out)
+    elif isinstance(tree, np.ndarray):
+        out.append(tree)
+    else:
+        _not_a_tree(tree)
+
+
+def _check_key(key) -> None:
+    if not isinstance(key, str) or "/" in key or not key:
+        raise ValueError(f"parameter names must be non-empty strings without '/', got {key!r}")
+
+
+def _not_a_tree(tree) -> None:
+    raise ValueError(f"a parameter tree holds dicts, lists and arrays, got {type(tree).__name__}")
 
 
 def tree_map(fn: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
@@ -69,10 +91,15 @@ def size(tree: Tree) -> int:
     return sum(leaf.size for leaf in leaves(tree))
 
 
-def flatten(tree: Tree) -> np.ndarray:
-    """All leaves raveled and concatenated into one float64 vector."""
+def flatten(tree: Tree, out: np.ndarray | None = None) -> np.ndarray:
+    """All leaves raveled and concatenated into one float64 vector, written into ``out`` if given
+    (a float64 vector of the right size, reused instead of a new one)."""
     parts = [leaf.ravel() for leaf in leaves(tree)]
-    return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
+    if not parts:
+        return np.zeros(0) if out is None else out
+    if out is None:
+        return np.concatenate(parts, dtype=np.float64)
+    return np.concatenate(parts, out=out)
 
 
 def assign_flat(tree: Tree, vector: np.ndarray) -> None:

@@ -126,7 +126,7 @@ def fit_to_density(
                     f"{what} became NaN or inf at step {step + 1}; the flow was left at its last "
                     f"parameters with a finite loss and gradient. Try a lower lr than {lr:g}."
                 )
-            good = flatten(params)
+            good = flatten(params, out=good)  # reuses the buffer after the first step
             optimizer.step(grads)
             result.elbo.append(-loss)
             if report and ((step + 1) % every == 0 or step + 1 == steps):

@@ -57,6 +57,7 @@ class Coupling(Layer):
         self.dim, self.context_dim, self.transformer = int(dim), int(context_dim), transformer
         self.mask = mask
         self.index_a, self.index_b = np.flatnonzero(~mask), np.flatnonzero(mask)
+        self._a, self._b = _indexer(self.index_a), _indexer(self.index_b)
         self.net = MLP(
             len(self.index_a) + self.context_dim,
             len(self.index_b) * transformer.n_params,
@@ -78,7 +79,7 @@ class Coupling(Layer):
         }
 
     def _net_input(self, h, context):
-        h_a = h[:, self.index_a]
+        h_a = h[:, self._a]
         return h_a if context is None else np.concatenate([h_a, context], axis=1)
 
     def _theta(self, raw):
@@ -88,7 +89,7 @@ class Coupling(Layer):
         """Run ``transform`` (a transformer's forward/inverse) on part b; no backward pass."""
         theta = self._theta(self.net(self._net_input(h, context)))
         out = h.copy()
-        out[:, self.index_b], log_deriv = transform(h[:, self.index_b], theta)
+        out[:, self._b], log_deriv = transform(h[:, self._b], theta)
         return out, log_deriv.sum(axis=1)
 
     def _apply_vjp(self, h, context, transform_vjp):
@@ -96,34 +97,42 @@ class Coupling(Layer):
         raw, net_pullback = self.net.forward_vjp(self._net_input(h, context))
         theta = self._theta(raw)
         out = h.copy()
-        out[:, self.index_b], log_deriv, pullback_b = transform_vjp(h[:, self.index_b], theta)
+        out[:, self._b], log_deriv, pullback_b = transform_vjp(h[:, self._b], theta)
 
         def pullback(grad_out, grad_log_det):
             # Part b: through g (its u and θ). θ = net(h_a, c): through the net to h_a.
             # Part a passes through unchanged, so it also receives grad_out[:, a] directly.
             grad_u, grad_theta = pullback_b(
-                grad_out[:, self.index_b], np.broadcast_to(grad_log_det[:, None], log_deriv.shape)
+                grad_out[:, self._b], np.broadcast_to(grad_log_det[:, None], log_deriv.shape)
             )
             grad_net_in, grads = net_pullback(grad_theta.reshape(raw.shape))
             grad_in = grad_out.copy()
-            grad_in[:, self.index_b] = grad_u
-            grad_in[:, self.index_a] += grad_net_in[:, : len(self.index_a)]
+            grad_in[:, self._b] = grad_u
+            grad_in[:, self._a] += grad_net_in[:, : len(self.index_a)]
             return grad_in, {"net": grads}
 
         return out, log_deriv.sum(axis=1), pullback
 
     def _forward(self, z, context):
-        self.transformer.check_domain(z[:, self.index_b], "z")
+        self.transformer.check_domain(z[:, self._b], "z")
         return self._apply(z, context, self.transformer.forward)
 
     def _inverse(self, x, context):
-        self.transformer.check_range(x[:, self.index_b], "x")
+        self.transformer.check_range(x[:, self._b], "x")
         return self._apply(x, context, self.transformer.inverse)
 
     def _forward_vjp(self, z, context):
-        self.transformer.check_domain(z[:, self.index_b], "z")
+        self.transformer.check_domain(z[:, self._b], "z")
         return self._apply_vjp(z, context, self.transformer.forward_vjp)
 
     def _inverse_vjp(self, x, context):
-        self.transformer.check_range(x[:, self.index_b], "x")
+        self.transformer.check_range(x[:, self._b], "x")
         return self._apply_vjp(x, context, self.transformer.inverse_vjp)
+
+
+def _indexer(index: np.ndarray):
+    """Sorted column numbers as a slice when they are consecutive (the default halves), since basic
+    indexing gives views where an index array copies; else the array itself."""
+    if len(index) and index[-1] - index[0] == len(index) - 1:
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index

@@ -11,9 +11,10 @@ def log_softmax(theta):
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def softmax_vjp(phi, grad_phi):
-    """∂L/∂θ from ∂L/∂φ for φ = softmax(θ): the Jacobian is diag(φ) − φ φᵀ, so φ ⊙ (g − Σ_j φ_j g_j)."""
-    return phi * (grad_phi - (phi * grad_phi).sum(axis=-1, keepdims=True))
+def softmax_vjp(phi, grad_phi, axis=-1):
+    """∂L/∂θ from ∂L/∂φ for φ = softmax(θ) over ``axis``: the Jacobian is diag(φ) − φ φᵀ, so
+    φ ⊙ (g − Σ_j φ_j g_j)."""
+    return phi * (grad_phi - (phi * grad_phi).sum(axis=axis, keepdims=True))
 
 
 def take(a, k):

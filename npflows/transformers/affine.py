@@ -37,8 +37,10 @@ class AffineTransformer(Transformer):
         return self.clamp * tanh, 1.0 - tanh * tanh
 
     def forward_vjp(self, u, theta):
-        t, s_raw = theta[..., 0], theta[..., 1]
-        s, ds_dsraw = self._log_scale(s_raw)
+        return self._forward_vjp(u, theta[..., 0], *self._log_scale(theta[..., 1]))
+
+    def _forward_vjp(self, u, t, s, ds_dsraw):
+        """``forward_vjp`` given t, the log-scale s and ds/ds̃."""
         scale = np.exp(s)
         y = u * scale + t
 
@@ -50,9 +52,13 @@ class AffineTransformer(Transformer):
 
         return y, s, pullback
 
-    def _solve(self, y, theta):
-        s, _ = self._log_scale(theta[..., 1])
-        return (y - theta[..., 0]) * np.exp(-s)
+    def _inverse_parts(self, y, theta):
+        # u = (y − t) e^{−s}; the forward pass at u reuses s, and ℓ_u = 0: log h′ = s is free of u.
+        t = theta[..., 0]
+        s, ds_dsraw = self._log_scale(theta[..., 1])
+        u = (y - t) * np.exp(-s)
+        _, log_deriv, pullback = self._forward_vjp(u, t, s, ds_dsraw)
+        return u, log_deriv, pullback, lambda: 0.0
 
 
 class AdditiveTransformer(Transformer):
@@ -70,3 +76,7 @@ class AdditiveTransformer(Transformer):
 
     def _solve(self, y, theta):
         return y - theta[..., 0]
+
+    def _inverse_parts(self, y, theta):
+        u, log_deriv, pullback, _ = super()._inverse_parts(y, theta)
+        return u, log_deriv, pullback, lambda: 0.0  # log h′ = 0

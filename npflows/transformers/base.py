@@ -11,7 +11,8 @@ or log|∂u/∂y| (inverse). The pullback maps (grad_y, grad_log_deriv) to (grad
 
 A subclass implements ``forward_vjp`` and ``_solve`` (u from y). The inverse's log-derivative and
 pullback then follow from the forward ones by the implicit function theorem (derived in
-:meth:`Transformer.inverse_vjp`), so each map's derivative is written once.
+:meth:`Transformer.inverse_vjp`), so each map's derivative is written once. Where the solve can
+share work with the forward pass, a subclass overrides ``_inverse_parts`` instead of ``_solve``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,23 @@ class Transformer:
     def check_range(self, y: np.ndarray, name: str) -> None:
         """Raise ValueError when ``y`` is outside the forward map's range (default: all of ℝ)."""
 
+    # -- may override -----------------------------------------------------------------------------
+    def _inverse_parts(self, y: np.ndarray, theta: np.ndarray):
+        """u = h⁻¹(y; θ); at u, ℓ = log h′(u; θ), the forward pullback, and a function giving ℓ_u.
+
+        ℓ_u = ∂ℓ/∂u is what the inverse's pullback needs beyond the forward pullback. This default
+        solves, runs ``forward_vjp`` at u and gets ℓ_u as the forward pullback applied to (0, 1). A
+        subclass may override it to share work between the solve and the forward pass (a spline's
+        knots), or to give ℓ_u from the forward's intermediates for less than a second pullback.
+        """
+        u = self._solve(y, theta)
+        _, log_deriv, forward_pullback = self.forward_vjp(u, theta)
+
+        def dl_du():
+            return forward_pullback(np.zeros_like(u), np.ones_like(u))[0]
+
+        return u, log_deriv, forward_pullback, dl_du
+
     # -- derived ----------------------------------------------------------------------------------
     def forward(self, u: np.ndarray, theta: np.ndarray):
         """y = h(u; θ) and log|h′(u; θ)|, both (N, D)."""
@@ -57,8 +75,8 @@ class Transformer:
 
     def inverse(self, y: np.ndarray, theta: np.ndarray):
         """u = h⁻¹(y; θ) and log|∂u/∂y| = −log|h′(u; θ)|, both (N, D)."""
-        u = self._solve(y, theta)
-        return u, -self.forward(u, theta)[1]
+        u, log_deriv = self._inverse_parts(y, theta)[:2]
+        return u, -log_deriv
 
     def inverse_vjp(self, y: np.ndarray, theta: np.ndarray):
         """``inverse`` and its pullback, from the forward pullback at u = h⁻¹(y; θ).
@@ -68,17 +86,15 @@ class Transformer:
         ḡ_u = ∂L/∂u and ḡ_ℓ = ∂L/∂(−ℓ), let c = ḡ_u − ḡ_ℓ ℓ_u (everything u carries to L). Then
             ∂L/∂y = c / F_u,
             ∂L/∂θ = c ∂u/∂θ − ḡ_ℓ ℓ_θ = (−c/F_u) F_θ + (−ḡ_ℓ) ℓ_θ,
-        which is the forward pullback applied to (grad_y, grad_log_deriv) = (−c/F_u, −ḡ_ℓ). ℓ_u is the
-        forward pullback applied to (0, 1). Both are linear in their arguments, so this is exact.
+        which is the forward pullback applied to (grad_y, grad_log_deriv) = (−c/F_u, −ḡ_ℓ). ℓ_u comes
+        from :meth:`_inverse_parts`. The forward pullback is linear in its arguments, so this is exact.
         """
-        u = self._solve(y, theta)
-        _, log_deriv, forward_pullback = self.forward_vjp(u, theta)
+        u, log_deriv, forward_pullback, dl_du = self._inverse_parts(y, theta)
         inv_deriv = np.exp(-log_deriv)  # 1 / F_u
 
         def pullback(grad_u, grad_log_deriv):
-            dl_du, _ = forward_pullback(np.zeros_like(u), np.ones_like(u))
-            c = grad_u - grad_log_deriv * dl_du
-            _, grad_theta = forward_pullback(-c * inv_deriv, -grad_log_deriv)
-            return c * inv_deriv, grad_theta
+            grad_y = (grad_u - grad_log_deriv * dl_du()) * inv_deriv  # c / F_u
+            _, grad_theta = forward_pullback(-grad_y, -grad_log_deriv)
+            return grad_y, grad_theta
 
         return u, -log_deriv, pullback
