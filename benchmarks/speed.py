@@ -11,7 +11,12 @@ floor says how much the rest (elementwise work, Python, allocation) costs on top
     python benchmarks/speed.py --one A float64 1   # one measurement as JSON (used internally)
 
 Thread counts are set with OPENBLAS_NUM_THREADS/OMP_NUM_THREADS in a fresh process per run, since
-BLAS reads them at import. Results are medians over repeated steps; record them in README.md.
+BLAS reads them at import. Each run also sets MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_
+high, so that glibc keeps freed memory instead of returning it to the OS after every step and
+faulting it back in on the next (measured at ~2.3 µs a page on this VM, up to ~30 % of a small
+step, and varying with allocation order rather than with the code's work). Pass ``--default-malloc``
+to measure with glibc's defaults. Results are medians over repeated steps; record them in
+benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -125,8 +130,10 @@ def measure(name, dtype_name, repeats=30):
     return result
 
 
-def run_one_in_subprocess(name, dtype_name, threads):
+def run_one_in_subprocess(name, dtype_name, threads, keep_freed_memory=True):
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    if keep_freed_memory:
+        env |= {"MALLOC_TRIM_THRESHOLD_": "4000000000", "MALLOC_MMAP_THRESHOLD_": "4000000000"}
     out = subprocess.run(
         [sys.executable, __file__, "--one", name, dtype_name, str(threads)],
         env=env,
@@ -141,6 +148,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=sorted(CONFIGS), default=sorted(CONFIGS))
     parser.add_argument("--one", nargs=3, metavar=("CONFIG", "DTYPE", "THREADS"))
+    parser.add_argument("--default-malloc", action="store_true", help="glibc's default trimming")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(args.one[0], args.one[1])))
@@ -152,7 +160,7 @@ def main():
     for name in args.only:
         for dtype_name in ("float64", "float32"):
             for threads in (1, 2):
-                r = run_one_in_subprocess(name, dtype_name, threads)
+                r = run_one_in_subprocess(name, dtype_name, threads, not args.default_malloc)
                 extra = ", ".join(
                     f"{k} {v:.1f}" for k, v in r.items() if k.startswith(("peak", "sample"))
                 )
