@@ -33,7 +33,7 @@ FLOWS = {
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", nargs="*", default=TARGETS, choices=TARGETS)
-    parser.add_argument("--flow", default="iaf-spline", choices=sorted(FLOWS))
+    parser.add_argument("--flow", default="iaf", choices=sorted(FLOWS))
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
