@@ -7,9 +7,15 @@ import pytest
 from scipy import integrate, stats
 
 from npflows import datasets
-from npflows.datasets import BIMODAL, Banana, Checkerboard, GaussianMixture1D, GaussianMixture2D
+from npflows.datasets import BIMODAL, Banana, Checkerboard, MixtureData
 
 N_MC = 200_000  # Monte-Carlo sample size for the moment and entropy checks
+
+
+def mixture_parameters():
+    """BIMODAL's weights, means and standard deviations, each (K,)."""
+    m = BIMODAL.mixture
+    return m.weights, m.means[:, 0], np.sqrt(m.covs[:, 0, 0])
 
 
 def test_sample_shape_dtype_and_seeding():
@@ -31,8 +37,7 @@ def test_log_density_matches_scipy_and_is_stable_far_out():
     x = np.linspace(-6.0, 6.0, 101)[:, None]
     expected = np.log(
         sum(
-            w * stats.norm.pdf(x[:, 0], m, s)
-            for w, m, s in zip(BIMODAL.weights, BIMODAL.means, BIMODAL.sds, strict=True)
+            w * stats.norm.pdf(x[:, 0], m, s) for w, m, s in zip(*mixture_parameters(), strict=True)
         )
     )
     np.testing.assert_allclose(BIMODAL.log_density(x), expected, rtol=1e-12)
@@ -54,7 +59,7 @@ def test_density_integrates_to_one():
 
 
 def test_sample_mean_and_variance_match_the_mixture():
-    w, mu, sd = BIMODAL.weights, BIMODAL.means, BIMODAL.sds
+    w, mu, sd = mixture_parameters()
     mean = np.sum(w * mu)
     var = np.sum(w * (sd**2 + mu**2)) - mean**2
     x = BIMODAL.sample(N_MC, rng=1)[:, 0]
@@ -72,23 +77,23 @@ def test_entropy_agrees_with_monte_carlo():
 
 def test_entropy_of_one_gaussian_is_exact():
     # Two equal components make one Gaussian, whose entropy is ½ log(2πe σ²).
-    mixture = GaussianMixture1D(weights=(0.5, 0.5), means=(3.0, 3.0), sds=(0.2, 0.2))
+    mixture = MixtureData(weights=(0.5, 0.5), means=[[3.0], [3.0]], covs=[[[0.04]], [[0.04]]])
     assert abs(mixture.entropy() - 0.5 * np.log(2 * np.pi * np.e * 0.2**2)) < 1e-10
     assert mixture.entropy() == mixture.entropy()  # cached
 
 
 @pytest.mark.parametrize(
-    ("weights", "means", "sds", "match"),
+    ("weights", "means", "covs", "match"),
     [
-        ((0.5, 0.6), (0.0, 1.0), (1.0, 1.0), "sum to 1"),
-        ((1.0,), (0.0, 1.0), (1.0, 1.0), "one length"),
-        ((0.5, 0.5), (0.0, 1.0), (1.0, 0.0), "sds must be positive"),
-        ((0.5, 0.5), (0.0, np.inf), (1.0, 1.0), "finite"),
+        ((0.5, 0.6), [[0.0], [1.0]], [[[1.0]], [[1.0]]], "sum to 1"),
+        ((1.0,), [[0.0], [1.0]], [[[1.0]], [[1.0]]], "shapes"),
+        ((0.5, 0.5), [[0.0], [np.inf]], [[[1.0]], [[1.0]]], "finite"),
+        ((1.0,), [[0.0, 0.0, 0.0]], [np.eye(3)], r"shape \(K, 1\) or \(K, 2\)"),
     ],
 )
-def test_mixture_refuses_bad_parameters(weights, means, sds, match):
+def test_mixture_refuses_bad_parameters(weights, means, covs, match):
     with pytest.raises(ValueError, match=match):
-        GaussianMixture1D(weights, means, sds)
+        MixtureData(weights, means, covs)
 
 
 def test_get_by_name():
@@ -203,8 +208,6 @@ def test_banana_density_is_the_documented_product_of_normals():
 
 def test_mixture_entropy_by_gauss_hermite_is_exact_for_one_gaussian():
     cov = np.array([[0.5, 0.2], [0.2, 0.3]])
-    mixture = GaussianMixture2D([0.5, 0.5], [[1.0, -1.0], [1.0, -1.0]], [cov, cov])
+    mixture = MixtureData([0.5, 0.5], [[1.0, -1.0], [1.0, -1.0]], [cov, cov])
     exact = np.log(2 * np.pi * np.e) + 0.5 * np.log(np.linalg.det(cov))
     assert abs(mixture.entropy() - exact) < 1e-12
-    with pytest.raises(ValueError, match=r"shape \(K, 2\)"):
-        GaussianMixture2D([1.0], [[0.0, 0.0, 0.0]], [np.eye(3)])
