@@ -126,7 +126,7 @@ def NSF(
     rng: RNGLike = None,
 ) -> Flow:
     """Neural spline flow (Durkan et al. 2019, arXiv:1906.04032): rational-quadratic spline
-    couplings on [−bound, bound] with linear (identity) tails, nflows' convention (MATH.md)."""
+    couplings on [−bound, bound] with linear (identity) tails, nflows' convention (docs/elementwise.md)."""
     return coupling_flow(
         dim,
         RQSplineTransformer(bins, bound),

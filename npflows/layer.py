@@ -1,6 +1,6 @@
 """The layer contract shared by every flow, and the input checks all layers use.
 
-A layer maps in two directions (DESIGN.md, "Directions and signs", which follows the book):
+A layer maps in two directions (docs/conventions.md, which follows the book):
 
 - ``forward(z) -> (x, log_det)``: the generative direction x = f[z];
   ``log_det[n] = log|det ∂f/∂z|`` at ``z[n]``.

@@ -171,7 +171,7 @@ class MADE(MLP):
 
     An MLP whose weights are multiplied by fixed 0/1 masks so that the output block of coordinate i
     depends only on the inputs that precede i in ``order`` (and on the context, which every unit
-    may see): θ_i = net(h_{<i}, c). MATH.md, "Autoregressive flows".
+    may see): θ_i = net(h_{<i}, c). docs/autoregressive.md.
 
     Degrees: input d has degree m(d) ∈ {1, …, D}, its rank in the order; context inputs have degree 0;
     hidden units of every layer cycle through the degrees 1 … D − 1 in order (0 … D − 1 when there is

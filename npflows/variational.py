@@ -3,7 +3,7 @@
 For a target p(x) = p̃(x)/Z known up to Z, minimize over the flow's parameters
     KL(q ‖ p) = E_{x∼q}[log q(x) − log p̃(x)] + log Z,
 reparameterized through the generative map, x = f(z) with z ∼ Pr(z) (Rezende & Mohamed 2015,
-arXiv:1505.05770; MATH.md, "Autoregressive flows": this is how IAF is trained):
+arXiv:1505.05770; docs/autoregressive.md: this is how IAF is trained):
     L = (1/N) Σ_n [log Pr(z_n) − log|det ∂f/∂z|(z_n) − log p̃(f(z_n))],
 since log q(f(z)) = log Pr(z) − log|det ∂f/∂z|. log Pr(z_n) does not depend on the parameters, so
     ∂L/∂x_n = −(1/N) ∇ log p̃(x_n),   ∂L/∂log_det_n = −1/N,

@@ -1,4 +1,4 @@
-"""Properties every registered layer must have (DESIGN.md, "Testing"), over tests/registry.py."""
+"""Properties every registered layer must have (docs/contract.md, step 7), over tests/registry.py."""
 
 from __future__ import annotations
 

@@ -28,9 +28,9 @@ def strict_floats():
         yield
 
 
-# -- independent re-derivations of the knots (MATH.md), for placing test points ---------------------
+# -- independent re-derivations of the knots (docs/elementwise.md), for placing test points ---------------------
 def rq_knots(theta, K, B, m=1e-3):
-    """x-knots and y-knots (…, K + 1) of the RQ spline, written out from MATH.md."""
+    """x-knots and y-knots (…, K + 1) of the RQ spline, written out from docs/elementwise.md."""
 
     def knots(raw):
         e = np.exp(raw - raw.max(-1, keepdims=True))

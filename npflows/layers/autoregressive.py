@@ -1,5 +1,5 @@
 """Autoregressive flows: MAF (Papamakarios et al. 2017, arXiv:1705.07057) and IAF (Kingma et al.
-2016, arXiv:1606.04934). MATH.md, "Autoregressive flows"; the chapter lists them as its unfinished
+2016, arXiv:1606.04934). docs/autoregressive.md; the chapter lists them as its unfinished
 part.
 
 Both are an elementwise transformer g whose θ_i a MADE computes from the coordinates before i (in

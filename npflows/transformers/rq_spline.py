@@ -2,7 +2,7 @@
 spline flows", arXiv:1906.04032), in the convention of nflows'
 ``unconstrained_rational_quadratic_spline(..., tails="linear", tail_bound=B)``.
 
-Book: ch. 16, "Elementwise flows". MATH.md ("Elementwise flows") is the contract.
+Book: ch. 16, "Elementwise flows". docs/elementwise.md is the contract.
 
 Inside, the N·D coordinates are one flat axis of M entries, and the knots are stored bin-major,
 (K + 1, M) rather than (M, K + 1): the sums and cumulative sums over bins then run over whole rows

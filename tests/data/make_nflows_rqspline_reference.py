@@ -1,6 +1,6 @@
 """Make ``nflows_rqspline_reference.npz``: nflows' rational-quadratic spline on fixed random numbers.
 
-An independent check of our convention (MATH.md, "Elementwise flows"): the same raw numbers must
+An independent check of our convention (docs/elementwise.md): the same raw numbers must
 give the same outputs as nflows' ``unconstrained_rational_quadratic_spline(..., tails="linear",
 tail_bound=B)`` with its default minima (1e-3). ``tests/test_splines.py`` compares against the saved
 arrays; it does not run this script, which needs torch and nflows. To regenerate, from the repo root:
