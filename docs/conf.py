@@ -9,7 +9,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(".."))  # document the checkout, installed or not
-sys.path.insert(0, os.path.abspath("."))  # plain_docstrings, the extension beside this file
+sys.path.insert(0, os.path.abspath("."))  # the two extensions beside this file
 
 import npflows  # noqa: E402
 
@@ -24,6 +24,7 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "plain_docstrings",
+    "public_names",
 ]
 
 root_doc = "contents"
@@ -32,6 +33,14 @@ templates_path = ["_templates"]
 exclude_patterns = ["_build", "_templates"]
 
 # A link to a missing page or object is a warning, and CI builds with -W, so it fails the build.
+nitpicky = True
+# Without intersphinx (the build fetches nothing), names from numpy, scipy and the standard library
+# have no target; nor do type aliases and private names, which the reference does not document.
+nitpick_ignore_regex = [
+    ("py:.*", r"(numpy|np|scipy|collections|pathlib|os|argparse|typing)(\..+)?"),
+    ("py:.*", r"(ArrayLike|RNGLike|Tree|Pullback|LogDensity)"),
+    ("py:.*", r"(.+\.)?_[^.]+"),
+]
 myst_heading_anchors = 3
 
 autosummary_generate = True

@@ -155,7 +155,7 @@ BIMODAL = MixtureData(weights=(0.3, 0.7), means=[[-2.0], [1.5]], covs=[[[0.5**2]
 
 
 def bimodal_1d(n: int, rng: RNGLike = None) -> np.ndarray:
-    """``n`` draws from :data:`BIMODAL`, shape (n, 1), float64."""
+    """``n`` draws from ``BIMODAL`` (this module's two-mode mixture), shape (n, 1), float64."""
     return BIMODAL.sample(n, rng)
 
 

@@ -74,7 +74,7 @@ class Adam:
 
     @property
     def m(self) -> Tree:
-        """The first moment estimates: a tree mirroring ``params`` of views into the flat vectors."""
+        """The first moment estimates, a tree mirroring ``params`` of views into the flat vectors."""
         return self._as_tree(1)
 
     @property

@@ -240,3 +240,12 @@ def test_docstring_lists_get_blank_lines_and_continuations_stay():
         "",
         "Shapes: (N, 2).",
     ]
+
+
+def test_references_resolve_through_the_names_users_import():
+    from public_names import _defined_at
+
+    assert _defined_at("npflows.fit", None) == "npflows.train.fit"
+    assert _defined_at("npflows.layers.MAF", None) == "npflows.layers.autoregressive.MAF"
+    assert _defined_at("Flow", "npflows.flows") == "npflows.flow.Flow"
+    assert _defined_at("npflows.no_such_name", None) is None
