@@ -6,7 +6,7 @@ import pytest
 
 import npflows
 from npflows import Elementwise, Flow, Invert, LeakyReLU, ModelFileError, load, save
-from npflows.io import META, _digest
+from npflows.io.format import META, digest
 from npflows.transformers import AffineTransformer
 from npflows.tree import flatten
 
@@ -44,7 +44,7 @@ def read(path):
 def write(path, arrays, meta, sign=True):
     """Write an npflows-like file, re-signed (a consistent forgery) unless ``sign=False``."""
     if sign:
-        meta = {**meta, "sha256": _digest(meta, arrays)}
+        meta = {**meta, "sha256": digest(meta, arrays)}
     text = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     with open(path, "wb") as file:
         np.savez(file, **arrays, **{META: text})
@@ -170,7 +170,7 @@ def test_missing_array(saved):
     arrays, meta = read(saved)
     del arrays["layers/2/theta"], meta["arrays"]["layers/2/theta"]
     write(saved, arrays, meta)
-    with pytest.raises(ModelFileError, match=r"missing \['layers/2/theta'\]"):
+    with pytest.raises(ModelFileError, match="implies 8 parameters.*hold only 4"):
         load(saved)
 
 
