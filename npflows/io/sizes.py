@@ -18,6 +18,7 @@ are compared with the file's before any value is copied.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -42,7 +43,7 @@ class _Counter:
             return 0
         cls, args = resolve(self.where, value, self.allowed)
         try:
-            bound = inspect.signature(cls).bind(**args)
+            bound = _signature(cls).bind(**args)
         except TypeError as error:
             raise ModelFileError(f"{self.where}: cannot build {cls.__name__}: {error}") from error
         bound.apply_defaults()
@@ -112,6 +113,11 @@ class _Args:
 
     def n_params(self, name: str = "transformer") -> int:
         return self.counter.n_params(self.args[name])
+
+
+@functools.lru_cache(maxsize=256)
+def _signature(cls: type) -> inspect.Signature:
+    return inspect.signature(cls)
 
 
 def _mlp(widths: list[int]) -> int:
