@@ -327,6 +327,7 @@ def test_a_declared_linear_40000_with_matching_metadata_but_small_members(tmp_pa
         ({"class": "Linear", "args": {"dim": 2, "bogus": 1}}, "cannot build Linear"),
         ({"class": "Linear", "args": {"dim": "2"}}, "dim must be an integer"),
         ({"class": "Linear"}, "a description must be"),
+        ({"class": "AffineTransformer", "args": {}}, "must be a layer or Flow"),
         ({"class": "Linear", "args": [2]}, "a description must be"),
     ],
 )

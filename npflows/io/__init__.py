@@ -57,7 +57,8 @@ def save(model: Any, path: str | os.PathLike) -> None:
     file keeps its permission bits. Each parameter keeps its dtype (float32 or float64).
 
     Everything :func:`load` checks is checked first, so ``save`` never writes a file that ``load``
-    refuses (with the same ``max_bytes``): the model is rebuilt from its description and compared.
+    refuses: the model is rebuilt from its description and compared. (A file larger than
+    ``load``'s size limit, 1 GiB by default, is loaded with ``load(path, max_bytes=...)``.)
 
     Raises:
         TypeError: ``model`` is not an npflows layer, or ``path`` is not a str or path.
@@ -81,7 +82,13 @@ def save(model: Any, path: str | os.PathLike) -> None:
             raise ValueError(f"refusing to save: parameter {name!r} has NaN or inf values")
         arrays[name] = np.ascontiguousarray(leaf)
     allowed = allowed_classes()
-    description = describe(model)
+    try:
+        description = describe(model)
+    except NotImplementedError as error:
+        raise ValueError(
+            f"cannot save: a layer in {type(model).__name__} has no get_config(); give it one that "
+            f"returns the constructor's arguments (see docs/files.md, 'Custom classes')"
+        ) from error
     check_saveable(model, description, allowed)
     meta = {
         "format": FORMAT,
@@ -113,12 +120,16 @@ def _check_rebuilds(model: Layer, text: bytes, arrays: dict, allowed: dict[str, 
         rebuilt = build(where, meta["model"], allowed)
     except ModelFileError as error:
         raise ValueError(f"{error} (load could not read such a file)") from error
+    if type(rebuilt) is not type(model):
+        raise ValueError(f"{where}: its description rebuilds a {type(rebuilt).__name__}")
     shapes = {name: leaf.shape for name, leaf in leaves_with_paths(rebuilt.params)}
-    if type(rebuilt) is not type(model) or shapes != {n: a.shape for n, a in arrays.items()}:
-        raise ValueError(
-            f"{where}: its description {describe(model)} rebuilds {type(rebuilt).__name__} with "
-            f"parameters {shapes}, not the model's; fix its get_config()"
-        )
+    for name in sorted(shapes.keys() | arrays.keys()):
+        if shapes.get(name) != (arrays[name].shape if name in arrays else None):
+            raise ValueError(
+                f"{where}: rebuilt from its get_config(), parameter {name!r} has shape "
+                f"{shapes.get(name)} instead of {arrays[name].shape if name in arrays else None}; "
+                f"get_config() must return the arguments that rebuild the same layer"
+            )
 
 
 def load(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:

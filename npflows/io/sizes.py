@@ -192,6 +192,11 @@ def _formulas() -> dict[type, Callable[[_Args], int]]:
     }
 
 
+def counted_classes() -> set[type]:
+    """The classes whose parameter count the formulas give exactly (transformers hold none)."""
+    return set(_formulas())
+
+
 def check_buildable_size(
     where: str, description: Any, allowed: dict[str, type], n_scalars: int, json_bytes: int
 ) -> None:
