@@ -69,8 +69,8 @@ class _Counter:
             raise ModelFileError(f"{self.where}: {owner}: {name} must be an integer, got {value!r}")
         if not 0 <= value <= self.limit:
             raise ModelFileError(
-                f"{self.where}: {owner}: {name}={value!r} is outside [0, {self.limit}]: the file "
-                f"holds {self.limit} scalars or JSON bytes at most, too few for such a model"
+                f"{self.where}: {owner}: {name}={value!r} is outside [0, {self.limit}]; a size may "
+                f"not exceed the larger of the file's number of parameters and its JSON length"
             )
         return int(value)
 
