@@ -62,7 +62,7 @@ def expected_Omega(layer):
             Omega = Omega @ householder(v)  # H_{v_1} H_{v_2} ⋯ H_{v_K}
         return Omega
     if isinstance(layer, nf.Triangular):
-        return np.tril(p["lower"], -1) + np.diag(np.exp(p["log_diag"]))
+        return np.tril(p["lower"], -1) + np.diag(np.exp(p["log_scale"]))
     if isinstance(layer, nf.LULinear):
         L = np.tril(p["lower"], -1) + np.eye(layer.dim)
         U = np.triu(p["upper"], 1)
