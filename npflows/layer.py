@@ -12,7 +12,9 @@ nflows and zuko call the normalizing direction "forward"; npflows follows the bo
 ``forward_vjp`` and ``inverse_vjp`` return a third value, ``pullback(grad_out, grad_log_det) ->
 (grad_in, grads)``: given ∂L/∂(output) of shape (N, D) and ∂L/∂(log_det) of shape (N,) for any scalar
 loss L, it returns ∂L/∂(input) and ∂L/∂(each parameter), ``grads`` mirroring ``params``. Either
-gradient may be ``None``, meaning zero.
+gradient may be ``None``, meaning zero. Cotangents are checked like inputs (:func:`check_grad`:
+finite, real, the right shape). dtypes: ∂L/∂(input) has the input's dtype and every gradient its
+parameter's dtype, so a float32 layer fed float32 returns float32 gradients throughout.
 
 Subclasses implement the private methods ``_forward_vjp(z, context)`` and ``_inverse_vjp(x,
 context)`` (and, where it is cheaper, ``_forward`` and ``_inverse``) on arrays that are already
