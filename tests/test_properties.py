@@ -13,7 +13,7 @@ from registry import CASES, DIM
 
 import npflows as nf
 from npflows.layer import Layer
-from npflows.testing import check_bijection, check_vjp
+from npflows.testing import check_bijection, check_layer, check_vjp
 from npflows.transformers import PiecewiseLinearTransformer, Transformer
 from npflows.tree import leaves, leaves_with_paths
 
@@ -324,3 +324,47 @@ def test_a_bad_dim_is_refused_naming_it(name):
     for bad in BAD_COUNTS:
         with pytest.raises((ValueError, TypeError), match="dim"):
             cls(**(config | {"dim": bad}))
+
+
+# -- a new transformer needs no per-layer code -----------------------------------------------------------
+class SoftplusScale(Transformer):
+    """h(u; θ) = softplus(θ_1) u + θ_0: a transformer the library does not have, written here only
+    to the transformer contract (forward_vjp and _solve)."""
+
+    n_params = 2
+
+    def forward_vjp(self, u, theta):
+        t, s = theta[..., 0], theta[..., 1]
+        scale = np.logaddexp(0.0, s)  # softplus
+        y = scale * u + t
+
+        def pullback(grad_y, grad_log_deriv):
+            # dy/du = scale, dy/dt = 1, dy/ds = σ(s) u; log h′ = log scale, ∂/∂s = σ(s) / scale.
+            sigma = 1.0 / (1.0 + np.exp(-s))
+            grad_s = grad_y * sigma * u + grad_log_deriv * sigma / scale
+            return grad_y * scale, np.stack([grad_y, grad_s], axis=-1)
+
+        return y, np.log(scale), pullback
+
+    def _solve(self, y, theta):
+        return (y - theta[..., 0]) / np.logaddexp(0.0, theta[..., 1])
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda t, rng: nf.Elementwise(DIM, t),
+        lambda t, rng: nf.Coupling(DIM, t, hidden=(8,), activation="tanh", rng=rng),
+        lambda t, rng: nf.MAF(DIM, t, hidden=(8,), activation="tanh", order="random", rng=rng),
+        lambda t, rng: nf.IAF(DIM, t, hidden=(8,), activation="tanh", rng=rng),
+    ],
+    ids=["Elementwise", "Coupling", "MAF", "IAF"],
+)
+def test_a_new_transformer_works_in_every_conditioner(build):
+    rng = np.random.default_rng(8)
+    layer = build(SoftplusScale(), rng)
+    for leaf in leaves(layer.params):
+        leaf += 0.4 * rng.standard_normal(leaf.shape)
+    errors = check_layer(layer, rng.normal(size=(5, DIM)))
+    assert errors["bijection/round_trip"] <= 1e-9
+    assert any(key.endswith("vjp/params") for key in errors)

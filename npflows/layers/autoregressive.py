@@ -45,7 +45,7 @@ class _Autoregressive(NetConditioned):
         context_dim: int = 0,
         rng: RNGLike = None,
     ):
-        super().__init__(dim, transformer, context_dim)
+        super().__init__(dim, transformer, context_dim=context_dim)
         if transformer.n_params < 1:
             raise ValueError(f"{transformer!r} has no parameters for an autoregressive layer")
         self.net = MADE(

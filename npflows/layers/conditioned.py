@@ -45,7 +45,7 @@ class Conditioned(Layer):
     _part = ALL
     _cond = ALL
 
-    def __init__(self, dim: int, transformer: Transformer, context_dim: int = 0):
+    def __init__(self, dim: int, transformer: Transformer, *, context_dim: int = 0):
         if not isinstance(transformer, Transformer):
             raise TypeError(
                 f"transformer must be an npflows Transformer, got {type(transformer).__name__}"

@@ -46,7 +46,7 @@ class Coupling(NetConditioned):
         context_dim: int = 0,
         rng: RNGLike = None,
     ):
-        super().__init__(dim, transformer, context_dim)
+        super().__init__(dim, transformer, context_dim=context_dim)
         dim, context_dim = self.dim, self.context_dim
         mask = np.arange(dim) >= dim // 2 if mask is None else np.asarray(mask)
         if mask.shape != (dim,) or mask.dtype != bool:
