@@ -163,3 +163,10 @@ def test_flow_arguments_are_checked_by_name():
         conditional.sample(3, rng=0, context=np.zeros((2, 1)))
     with pytest.raises(ValueError, match="context must be finite"):
         conditional.log_prob(np.zeros((1, 2)), context=np.full((1, 1), np.nan))
+
+
+@pytest.mark.parametrize("factory", [nf.flows.RealNVP, nf.flows.NICE, nf.flows.MAF, nf.flows.IAF])
+@pytest.mark.parametrize("n_layers", [True, np.inf, 2.5, 0])
+def test_flow_factories_refuse_a_bad_layer_count_by_name(factory, n_layers):
+    with pytest.raises(ValueError, match="n_layers must be a positive integer"):
+        factory(2, n_layers=n_layers, hidden=(4,), rng=0)
