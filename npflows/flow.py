@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .distributions import StandardNormal
-from .layer import Layer, RNGLike, as_rng, describe
+from .layer import Layer, RNGLike, as_rng, check_int, describe
 from .tree import Tree
 
 
@@ -32,9 +32,14 @@ class Flow(Layer):
     """
 
     def __init__(self, layers: Sequence[Layer], base=None):
+        if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
+            raise TypeError(f"layers must be a list of Layer objects, got {type(layers).__name__}")
         layers = list(layers)
         if not layers:
             raise ValueError("a Flow needs at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}] must be a Layer, got {type(layer).__name__}")
         dims = {layer.dim for layer in layers}
         if len(dims) != 1:
             raise ValueError(
@@ -42,6 +47,10 @@ class Flow(Layer):
             )
         self.dim = dims.pop()
         self.base = StandardNormal(self.dim) if base is None else base
+        if not all(hasattr(self.base, a) for a in ("dim", "params", "sample", "log_prob_vjp")):
+            raise TypeError(
+                f"base must be a density like StandardNormal, got {type(self.base).__name__}"
+            )
         if self.base.dim != self.dim:
             raise ValueError(f"base has dim {self.base.dim}, the layers have dim {self.dim}")
         self.layers = layers
@@ -131,8 +140,9 @@ class Flow(Layer):
     def sample_and_log_prob(self, n: int, rng: RNGLike = None, context=None):
         """Samples x (n, D) and their log Pr(x) (n,), from one generative pass:
         log Pr(x) = log Pr(z) − log|det ∂f/∂z|. Computed in the parameters' dtype."""
-        z = self.base.sample(n, as_rng(rng)).astype(self.dtype, copy=False)
-        context = self._check_context(context, len(z))
+        n, rng = check_int(n, "n", minimum=0), as_rng(rng)
+        context = self._check_context(context, n)
+        z = self.base.sample(n, rng).astype(self.dtype, copy=False)
         x, log_det = self._forward(z, context)
         return x, self.base._log_prob(z) - log_det
 

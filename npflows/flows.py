@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .flow import Flow
-from .layer import Layer, RNGLike, as_rng
+from .layer import Layer, RNGLike, as_rng, check_int
 from .layers import autoregressive
 from .layers.coupling import Coupling
 from .layers.diagonal import Diagonal
@@ -63,15 +63,14 @@ def coupling_flow(
     Each coupling transforms the last ⌈D/2⌉ coordinates conditioned on the first ⌊D/2⌋ (and the
     context); the mixing layers move every coordinate through both roles.
     """
-    if int(dim) != dim or dim < 2 and context_dim == 0:
+    if check_int(dim, "dim") < 2 and context_dim == 0:
         raise ValueError(f"a coupling flow needs dim ≥ 2 (or a context), got {dim!r}")
-    if int(n_layers) != n_layers or n_layers < 1:
-        raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
+    n_layers = check_int(n_layers, "n_layers")
     if mixing not in MIXINGS:
         raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
     rng = as_rng(rng)
     layers: list[Layer] = []
-    for k in range(int(n_layers)):
+    for k in range(n_layers):
         if k > 0:
             layers.append(_mixing_layer(mixing, dim, rng))
         layers.append(
@@ -176,13 +175,12 @@ def _autoregressive_flow(
         g = RQSplineTransformer(bins, bound)
     else:
         raise ValueError(f"transformer must be one of {TRANSFORMERS}, got {transformer!r}")
-    if int(n_layers) != n_layers or n_layers < 1:
-        raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
+    n_layers = check_int(n_layers, "n_layers")
     if order not in ("alternate", "random"):
         raise ValueError(f"order must be 'alternate' or 'random', got {order!r}")
     rng = as_rng(rng)
     layers = []
-    for k in range(int(n_layers)):
+    for k in range(n_layers):
         made_order = "random" if order == "random" else ("natural", "reversed")[k % 2]
         layers.append(cls(dim, g, hidden, activation, made_order, context_dim, rng))
     return Flow(layers)

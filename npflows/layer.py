@@ -12,7 +12,9 @@ nflows and zuko call the normalizing direction "forward"; npflows follows the bo
 ``forward_vjp`` and ``inverse_vjp`` return a third value, ``pullback(grad_out, grad_log_det) ->
 (grad_in, grads)``: given ∂L/∂(output) of shape (N, D) and ∂L/∂(log_det) of shape (N,) for any scalar
 loss L, it returns ∂L/∂(input) and ∂L/∂(each parameter), ``grads`` mirroring ``params``. Either
-gradient may be ``None``, meaning zero.
+gradient may be ``None``, meaning zero. Cotangents are checked like inputs (:func:`check_grad`:
+finite, real, the right shape). dtypes: ∂L/∂(input) has the input's dtype and every gradient its
+parameter's dtype, so a float32 layer fed float32 returns float32 gradients throughout.
 
 Subclasses implement the private methods ``_forward_vjp(z, context)`` and ``_inverse_vjp(x,
 context)`` (and, where it is cheaper, ``_forward`` and ``_inverse``) on arrays that are already
@@ -43,6 +45,21 @@ def as_rng(rng: RNGLike) -> np.random.Generator:
     )
 
 
+def check_int(value: Any, name: str, minimum: int = 1) -> int:
+    """``value`` as an int if it is an integer ≥ ``minimum``, else ValueError naming ``name``.
+
+    Python and numpy integers are accepted; bool (an int subclass, but never meant as a size),
+    floats (even 3.0, and inf) and everything else are refused.
+    """
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        if value >= minimum:
+            return int(value)
+    what = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
+    if minimum == 0:
+        what = "a non-negative integer"
+    raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
 def check_array(x: Any, dim: int, name: str = "x", n: int | None = None) -> np.ndarray:
     """Return ``x`` as a 2-D float array of width ``dim`` with finite values, or raise ValueError.
 
@@ -68,13 +85,28 @@ def check_array(x: Any, dim: int, name: str = "x", n: int | None = None) -> np.n
     return x
 
 
-def check_grad(g: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
-    """Return a cotangent as a float64 array of ``shape``; ``None`` means zero."""
+def check_grad(g: Any, shape: tuple[int, ...], name: str, dtype=np.float64) -> np.ndarray:
+    """Return a cotangent as a finite array of ``shape`` and ``dtype``; ``None`` means zero.
+
+    Real floats and integers are converted to ``dtype`` (a cotangent is a number per entry, and an
+    integer one is exact in float). Everything else is refused with a ValueError naming it: bool
+    (a mask, not a gradient), complex (casting would drop the imaginary part), object and strings,
+    and NaN or inf (they would only turn every gradient into NaN).
+    """
     if g is None:
-        return np.zeros(shape)
-    g = np.asarray(g, dtype=np.float64)
+        return np.zeros(shape, dtype=dtype)
+    g = np.asarray(g)
+    if g.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be a real float or integer array, got dtype {g.dtype}")
     if g.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {g.shape}")
+    g = g.astype(dtype, copy=False)
+    bad = ~np.isfinite(g)
+    if bad.any():
+        raise ValueError(
+            f"{name} must be finite, but has {int(bad.sum())} NaN or inf value(s), "
+            f"the first at index {tuple(int(i) for i in np.argwhere(bad)[0])}"
+        )
     return g
 
 
@@ -157,15 +189,21 @@ class Layer:
             raise ValueError(f"{type(self).__name__} is not conditional, but a context was given")
         return None
 
-    @staticmethod
-    def _public(h_in, h_out, log_det, pullback, grad_name):
+    def _public(self, h_in, h_out, log_det, pullback, grad_name):
+        """The outputs in the input's dtype, and the pullback with checked cotangents.
+
+        The cotangents are cast to the dtype the pass computed in (that of its output); ∂L/∂input
+        is returned in the input's dtype and every parameter gradient in its parameter's dtype.
+        """
         dtype, n, d = h_in.dtype, *h_out.shape
+        params = self.params
 
         def checked_pullback(grad_out=None, grad_log_det=None):
             grad_in, grads = pullback(
-                check_grad(grad_out, (n, d), grad_name),
-                check_grad(grad_log_det, (n,), "grad_log_det"),
+                check_grad(grad_out, (n, d), grad_name, h_out.dtype),
+                check_grad(grad_log_det, (n,), "grad_log_det", h_out.dtype),
             )
+            grads = tree_map(lambda g, p: g.astype(p.dtype, copy=False), grads, params)
             return grad_in.astype(dtype, copy=False), grads
 
         return h_out.astype(dtype, copy=False), log_det.astype(dtype, copy=False), checked_pullback
@@ -187,10 +225,6 @@ class Layer:
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
         cast(self.params, dtype)
         return self
-
-    def zero_grads(self) -> Tree:
-        """A tree of zeros shaped like ``params``."""
-        return tree_map(np.zeros_like, self.params)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())

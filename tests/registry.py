@@ -150,3 +150,32 @@ CASES: dict[str, Case] = {
     "Coupling-affine-clamp2-silu": Case(coupling(AffineTransformer(clamp=2.0), activation="silu")),
     "Coupling-affine-elu": Case(coupling(AffineTransformer(), activation="elu")),
 }
+
+
+# -- the transformer × conditioner product ---------------------------------------------------------
+# Every transformer with parameters inside every conditioner: free parameters (Elementwise), a
+# network of the other half (Coupling), a masked network of the preceding coordinates (MAF, IAF).
+# The parameter-free transformers (leaky ReLU, sigmoid) have nothing for a conditioner to compute;
+# they are registered above in Elementwise. Cases registered above under the same name are kept.
+PRODUCT_TRANSFORMERS = {
+    "additive": (AdditiveTransformer(), ()),
+    "affine": (AffineTransformer(), ()),
+    "piecewise-linear": (PiecewiseLinearTransformer(4, 2.0), (-2.0, -1.0, 0.0, 1.0, 2.0)),
+    "spline": (RQSplineTransformer(4, 2.5), (-2.5, 2.5)),
+}
+
+
+def elementwise(transformer):
+    """A builder of an elementwise layer whose free θ is moved away from the identity."""
+    return lambda rng: perturbed(nf.Elementwise(DIM, transformer), rng)
+
+
+PRODUCT_CONDITIONERS = {
+    "Elementwise": elementwise,
+    "Coupling": coupling,
+    "MAF": lambda transformer: autoregressive(nf.MAF, transformer),
+    "IAF": lambda transformer: autoregressive(nf.IAF, transformer),
+}
+for _t_name, (_transformer, _kinks) in PRODUCT_TRANSFORMERS.items():
+    for _c_name, _builder in PRODUCT_CONDITIONERS.items():
+        CASES.setdefault(f"{_c_name}-{_t_name}", Case(_builder(_transformer), kinks=_kinks))
