@@ -2,7 +2,7 @@
 
 Book: ch. 16, "Elementwise flows". A transformer is a pure function of arrays; it holds only fixed
 hyperparameters (bin count, bound, slope). The same transformer serves three layers, which differ
-only in where θ comes from (DESIGN.md): free parameters (elementwise flow), a network of the other
+only in where θ comes from (docs/elementwise.md): free parameters (elementwise flow), a network of the other
 half (coupling flow), or a masked network of the preceding coordinates (autoregressive flow).
 
 Shapes: ``u`` and ``y`` are (N, D); ``theta`` is (N, D, P) with P = ``n_params`` raw numbers per

@@ -2,7 +2,7 @@
 spline flows", arXiv:1906.04032), in the convention of nflows'
 ``unconstrained_rational_quadratic_spline(..., tails="linear", tail_bound=B)``.
 
-Book: ch. 16, "Elementwise flows". docs/elementwise.md gives the parameterization and the inverse.
+Book: ch. 16, "Elementwise flows". docs/elementwise.md is the contract.
 
 Inside, the N·D coordinates are one flat axis of M entries, and the knots are stored bin-major,
 (K + 1, M) rather than (M, K + 1): the sums and cumulative sums over bins then run over whole rows
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import in_open_interval, positive_finite, positive_int
-from ._math import softmax, softmax_vjp
+from ._math import softmax_vjp
 from .base import Transformer
 
 
@@ -26,6 +26,17 @@ def _cumsum_bins(a, out=None):
     for k in range(a.shape[1]):
         running = np.add(running, a[:, k], out=out[:, k])
     return out
+
+
+def _softmax_bins(a):
+    """softmax over axis 1 of (2, K, M), its sum added one bin at a time, in order. numpy's own
+    sum over axis 1 does that for M ≥ 2 but sums pairwise for M = 1, so a coordinate's knots would
+    depend on how many rows came with it; this way every row gets the same bits in any batch."""
+    shifted = np.exp(a - a.max(axis=1, keepdims=True))
+    total = shifted[:, 0].copy()
+    for k in range(1, a.shape[1]):
+        total += shifted[:, k]
+    return shifted / total[:, None]
 
 
 class RQSplineTransformer(Transformer):
@@ -116,7 +127,7 @@ class RQSplineTransformer(Transformer):
         raw_wh[0], raw_wh[1] = bin_major("widths"), bin_major("heights")
         raw_d = np.ascontiguousarray(bin_major("derivatives"))  # (K − 1, M)
         m = self._min_wh.astype(theta.dtype, copy=False)
-        phi = softmax(raw_wh, axis=1)
+        phi = _softmax_bins(raw_wh)
         knots = np.empty((3, K + 1, raw_wh.shape[2]), dtype=theta.dtype)
         knots[:2, 0], knots[:2, K], knots[2, 0], knots[2, K] = -B, B, 1.0, 1.0
         inner = knots[:2, 1:K]  # a view: the cumulative sum and scaling are written in place
@@ -151,19 +162,17 @@ class RQSplineTransformer(Transformer):
 
         return knots, pullback
 
-    def _bin(self, v, knots):
-        """Clipped v (M,), and where each entry's bin k and k + 1 sit in a raveled (K + 1, M) array,
-        (2, M); k is the number of interior knots ≤ v, so ±B are inside."""
-        vc = v.clip(-self.bound, self.bound)
-        k = (vc >= knots[1 : self.bins]).sum(axis=0)
-        at = k * len(k) + np.arange(len(k))
-        return vc, np.stack([at, at + len(k)])
+    def _bin(self, v, knots, row):
+        """The bin of each entry of v (M,) by the knots ``knots[row]`` (0: x, 1: y), and its ends.
 
-    def _forward(self, u, knots, knots_pullback):
-        """``forward_vjp`` on the knots of :meth:`_spline`, with ℓ_u for :meth:`_inverse_parts`."""
-        shape, u = u.shape, u.reshape(-1)  # (M,)
-        inside = np.abs(u) <= self.bound
-        uc, ends = self._bin(u, knots[0])  # tails are evaluated at ±B, then discarded
+        Returns v clipped to [−B, B]; where bins k and k + 1 sit in a raveled (K + 1, M) array,
+        (2, M), k being the number of interior knots ≤ v (so ±B are inside); and the bin's
+        x_lo, x_hi, y_lo, y_hi, δ_lo, δ_hi, width w, height h and secant slope s, each (M,).
+        """
+        vc = v.clip(-self.bound, self.bound)
+        k = (vc >= knots[row, 1 : self.bins]).sum(axis=0)
+        at = k * len(k) + np.arange(len(k))
+        ends = np.stack([at, at + len(k)])
         # 1. the bin's ends and slopes, gathered at once: (x, y, δ) × (lo, hi), each (M,)
         (x_lo, x_hi), (y_lo, y_hi), (d_lo, d_hi) = np.take(knots.reshape(3, -1), ends, axis=1)
         # 2. bin width and height
@@ -171,10 +180,31 @@ class RQSplineTransformer(Transformer):
         height = y_hi - y_lo
         # 3. secant slope s
         slope = height / width
-        # 4. position ξ in the bin, in [0, 1] (rounding is monotone, so it cannot leave [0, 1])
+        return vc, ends, (x_lo, x_hi, y_lo, y_hi, d_lo, d_hi, width, height, slope)
+
+    def _forward(self, u, knots, knots_pullback):
+        """``forward_vjp`` on the knots of :meth:`_spline`, with ℓ_u for :meth:`_inverse_parts`."""
+        shape, u = u.shape, u.reshape(-1)  # (M,)
+        uc, ends, bin_ = self._bin(u, knots, 0)  # tails are evaluated at ±B, then discarded
+        x_lo, x_hi, width = bin_[0], bin_[1], bin_[6]
+        # 4. position ξ in the bin and 1 − ξ, both in [0, 1] (rounding is monotone, so they cannot
+        #    leave it). 1 − ξ is computed from the upper end, not as 1 − ξ: near ξ = 1 that would
+        #    lose digits (relative error ε/(1 − ξ)), which a small s_k amplifies in the log-derivative.
         xi = (uc - x_lo) / width
-        # 5. the powers of ξ the formulas use: 1 − ξ, ξ(1 − ξ), ξ²
-        one_minus_xi = 1.0 - xi
+        one_minus_xi = (x_hi - uc) / width
+        inside = np.abs(u) <= self.bound
+        return self._evaluate(u, inside, shape, ends, bin_, xi, one_minus_xi, knots, knots_pullback)
+
+    @staticmethod
+    def _evaluate(u, inside, shape, ends, bin_, xi, one_minus_xi, knots, knots_pullback):
+        """Steps 5–10 of the forward map at ξ in each entry's bin, and the pullback of 1–10.
+
+        u (M,) is the map's input, the identity where ``inside`` is False. The inverse passes its
+        solution with the ξ and 1 − ξ of its root, so that the log-derivative is the one at the
+        exact solution rather than at u rounded to a float (which costs digits in narrow bins).
+        """
+        x_lo, x_hi, y_lo, y_hi, d_lo, d_hi, width, height, slope = bin_
+        # 5. the products of ξ the formulas use: ξ(1 − ξ), ξ²
         xi_one_minus_xi = xi * one_minus_xi
         xi2 = xi * xi
         # 6. numerator s ξ² + δ_lo ξ(1 − ξ)
@@ -183,11 +213,15 @@ class RQSplineTransformer(Transformer):
         slope_gap = d_hi + d_lo - 2.0 * slope
         denominator = slope + slope_gap * xi_one_minus_xi
         # 8. output y = y_lo + h q, q = numerator / denominator
+        #    In the bin's upper half it is taken from the top, y = y_hi − h (1 − q) with the mirror
+        #    image 1 − q = [s (1 − ξ)² + δ_hi ξ(1 − ξ)] / denominator: the same number, but the
+        #    rounding of h (1 − q) is then that of a short step, not of one the bin's height long.
         fraction = numerator / denominator
-        y_in = y_lo + height * fraction
+        one_minus_xi2 = one_minus_xi * one_minus_xi
+        from_top = y_hi - height * ((slope * one_minus_xi2 + d_hi * xi_one_minus_xi) / denominator)
+        y_in = np.where(one_minus_xi < xi, from_top, y_lo + height * fraction)
         # 9. derivative numerator: dy/du = s² E / denominator², all three positive, with
         #    E = δ_hi ξ² + 2 s ξ(1 − ξ) + δ_lo (1 − ξ)²
-        one_minus_xi2 = one_minus_xi * one_minus_xi
         derivative_numerator = d_hi * xi2 + 2.0 * slope * xi_one_minus_xi + d_lo * one_minus_xi2
         # 10. log-derivative ℓ = 2 log s + log E − 2 log denominator, taken as one log
         ell = np.log(slope * slope * derivative_numerator / (denominator * denominator))
@@ -262,35 +296,64 @@ class RQSplineTransformer(Transformer):
         return self._forward(u, *self._spline(theta))[:3]
 
     def _inverse_parts(self, y, theta):
-        spline = self._spline(theta)  # computed once, for the solve and the forward pass at u
-        u = self._solve_on_knots(y, spline[0])
-        return (u, *self._forward(u, *spline)[1:])
-
-    def _solve_on_knots(self, y, knots):
-        """u with h(u) = y, on the knots (3, K + 1, M) of :meth:`_spline`."""
+        knots, knots_pullback = self._spline(theta)  # once, for the solve and the forward at u
         shape, y = y.shape, y.reshape(-1)  # (M,)
+        yc, ends, bin_ = self._bin(y, knots, 1)  # y clipped to [−B, B] before the bin search
+        xi, one_minus_xi = self._solve_in_bin(yc, bin_)
+        x_lo, x_hi, width = bin_[0], bin_[1], bin_[6]
         inside = np.abs(y) <= self.bound
-        yc, ends = self._bin(y, knots[1])  # clipped to [−B, B] before the bin search
-        (x_lo, x_hi), (y_lo, y_hi), (d_lo, d_hi) = np.take(knots.reshape(3, -1), ends, axis=1)
-        width, height = x_hi - x_lo, y_hi - y_lo
-        slope = height / width
-        # rise · denominator = height · numerator, with rise = y − y_lo, is a quadratic
-        # a ξ² + b ξ + c = 0 in ξ:
-        #   a = h (s − δ_lo) + rise Δ,  b = h δ_lo − rise Δ,  c = −s rise,  Δ = δ_hi + δ_lo − 2s,
-        # and c ≤ 0 < a + b = h s. Its root in [0, 1] is taken without cancellation: with
-        # q = −(b + sign(b) √disc)/2 (sign(0) = +1), ξ = c/q = 2c/(−b − √disc) when b ≥ 0 (q < 0)
-        # and ξ = q/a = (−b + √disc)/(2a) when b < 0 (q > 0 and a > −b > 0). Either way −b and
-        # ±√disc have the same sign, so nothing cancels. The discriminant is clamped at 0 and ξ
-        # clipped to [0, 1], so rounding gives no NaN.
-        rise = yc - y_lo
+        # u = x_lo + ξ w, or x_hi − (1 − ξ) w in the bin's upper half (the shorter step, less rounding)
+        u_in = np.where(one_minus_xi < xi, x_hi - one_minus_xi * width, x_lo + xi * width)
+        u = np.where(inside, u_in, y)
+        _, log_deriv, pullback, dl_du = self._evaluate(
+            u, inside, shape, ends, bin_, xi, one_minus_xi, knots, knots_pullback
+        )
+        return u.reshape(shape), log_deriv, pullback, dl_du
+
+    @staticmethod
+    def _solve_in_bin(yc, bin_):
+        """ξ and 1 − ξ in [0, 1] with h(x_lo + ξ w) = yc, in each entry's bin.
+
+        rise · denominator = height · numerator, with rise = y − y_lo, is a quadratic
+            a ξ² + b ξ + c = 0,  a = h (s − δ_lo) + rise Δ,  b = h δ_lo − rise Δ,  c = −s rise,
+        Δ = δ_hi + δ_lo − 2s, and c ≤ 0 < a + b = h s. Its root in [0, 1] is taken without
+        cancellation: with q = −(b + sign(b) √disc)/2 (sign(0) = +1), ξ = c/q = 2c/(−b − √disc)
+        when b ≥ 0 (q < 0) and ξ = q/a = (−b + √disc)/(2a) when b < 0 (q > 0 and a > −b > 0);
+        either way −b and ±√disc have the same sign, so nothing cancels.
+
+        Two refinements keep the last digits. (1) In the bin's upper half (fall = y_hi − y < rise)
+        the same equation is solved for τ = 1 − ξ, from the top: the spline mirrored about the
+        bin's centre is a spline of the same form with δ_lo and δ_hi swapped and rise replaced by
+        fall, so a, b, c are the formulas above with (δ_hi, fall): written with the short distance
+        they never subtract two terms of size h Δ that nearly cancel. (2) The distance to the
+        other end, σ = 1 − τ, is solved for too, as the other root of the quadratic in σ =
+        1 − τ, a σ² + b′ σ + c′ = 0 with b′ = −(2a + b) = h (δ − 2s) − near Δ, c′ = a + b + c
+        = s · far ≥ 0 and the same discriminant: σ = q′/a when b′ ≥ 0 and c′/q′ when b′ < 0,
+        q′ = −(b′ + sign(b′) √disc)/2. So both ξ and 1 − ξ keep their relative accuracy, which
+        the log-derivative needs at either end. The discriminant is clamped at 0 and both are
+        clipped to [0, 1], so rounding gives no NaN.
+        """
+        x_lo, x_hi, y_lo, y_hi, d_lo, d_hi, width, height, slope = bin_
+        rise, fall = yc - y_lo, y_hi - yc  # rise + fall = h
+        upper = fall < rise
+        near, far = np.where(upper, fall, rise), np.where(upper, rise, fall)
+        d_near = np.where(upper, d_hi, d_lo)
         slope_gap = d_hi + d_lo - 2.0 * slope
-        a = height * (slope - d_lo) + rise * slope_gap
-        b = height * d_lo - rise * slope_gap
-        c = -slope * rise
-        discriminant = np.maximum(b * b - 4.0 * a * c, 0.0)
+        a = height * (slope - d_near) + near * slope_gap
+        b = height * d_near - near * slope_gap
+        c = -slope * near
+        sqrt_discriminant = np.sqrt(np.maximum(b * b - 4.0 * a * c, 0.0))
         b_nonnegative = b >= 0
-        sqrt_discriminant = np.sqrt(discriminant)
         q = -0.5 * (b + np.where(b_nonnegative, sqrt_discriminant, -sqrt_discriminant))
-        xi = np.where(b_nonnegative, c, q) / np.where(b_nonnegative, q, a)
-        xi = np.clip(xi, 0.0, 1.0)
-        return np.where(inside, x_lo + xi * width, y).reshape(shape)
+        tau = np.where(b_nonnegative, c, q) / np.where(b_nonnegative, q, a)  # from the near end
+        b_mirror = height * (d_near - 2.0 * slope) - near * slope_gap
+        c_mirror = slope * far
+        mirror_nonnegative = b_mirror >= 0
+        q_mirror = -0.5 * (
+            b_mirror + np.where(mirror_nonnegative, sqrt_discriminant, -sqrt_discriminant)
+        )
+        sigma = np.where(mirror_nonnegative, q_mirror, c_mirror) / np.where(
+            mirror_nonnegative, a, q_mirror
+        )
+        tau, sigma = np.clip(tau, 0.0, 1.0), np.clip(sigma, 0.0, 1.0)
+        return np.where(upper, sigma, tau), np.where(upper, tau, sigma)
