@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .tree import Tree, cast, leaves_with_paths, tree_map
+from .tree import Tree, cast, leaves, leaves_with_paths, tree_map
 
 Pullback = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, Tree]]
 RNGLike = None | int | np.random.Generator
@@ -83,6 +83,19 @@ def check_array(x: Any, dim: int, name: str = "x", n: int | None = None) -> np.n
             f"{name} must be finite, but has {int(bad.sum())} NaN or inf value(s), the first in row {row}"
         )
     return x
+
+
+def check_result(results, source: np.ndarray, what: str) -> None:
+    """Raise ValueError when a finite ``source`` gave a NaN or inf among ``results`` (arrays or
+    trees, ``None`` skipped): an overflow, refused instead of returned (see docs/ranges.md)."""
+    for result in results:
+        for leaf in [] if result is None else leaves(result):
+            if not np.isfinite(leaf).all():
+                raise ValueError(
+                    f"{what} overflows the {leaf.dtype} range (NaN or inf) for an input whose "
+                    f"largest |value| is {np.abs(source).max():.3g}; see docs/ranges.md for the "
+                    "inputs and parameters with finite results"
+                )
 
 
 def check_grad(g: Any, shape: tuple[int, ...], name: str, dtype=np.float64) -> np.ndarray:
@@ -149,12 +162,14 @@ class Layer:
         """Generative direction x = f[z]. Returns ``x`` (N, D) and ``log|det ∂f/∂z|`` (N,)."""
         z, context = self._check(z, context, "z")
         x, log_det = self._forward(z, context)
+        check_result((x, log_det), z, f"{type(self).__name__}.forward")
         return x.astype(z.dtype, copy=False), log_det.astype(z.dtype, copy=False)
 
     def inverse(self, x, context=None) -> tuple[np.ndarray, np.ndarray]:
         """Normalizing direction z = f⁻¹[x]. Returns ``z`` (N, D) and ``log|det ∂f⁻¹/∂x|`` (N,)."""
         x, context = self._check(x, context, "x")
         z, log_det = self._inverse(x, context)
+        check_result((z, log_det), x, f"{type(self).__name__}.inverse")
         return z.astype(x.dtype, copy=False), log_det.astype(x.dtype, copy=False)
 
     def forward_vjp(self, z, context=None) -> tuple[np.ndarray, np.ndarray, Pullback]:
@@ -163,6 +178,7 @@ class Layer:
         if not self.has_forward_vjp:
             raise NotImplementedError(f"{type(self).__name__} does not offer forward_vjp")
         x, log_det, pullback = self._forward_vjp(z, context)
+        check_result((x, log_det), z, f"{type(self).__name__}.forward_vjp")
         return self._public(z, x, log_det, pullback, "grad_x")
 
     def inverse_vjp(self, x, context=None) -> tuple[np.ndarray, np.ndarray, Pullback]:
@@ -171,6 +187,7 @@ class Layer:
         if not self.has_inverse_vjp:
             raise NotImplementedError(f"{type(self).__name__} does not offer inverse_vjp")
         z, log_det, pullback = self._inverse_vjp(x, context)
+        check_result((z, log_det), x, f"{type(self).__name__}.inverse_vjp")
         return self._public(x, z, log_det, pullback, "grad_z")
 
     # -- helpers ------------------------------------------------------------------------------------
@@ -204,6 +221,7 @@ class Layer:
                 check_grad(grad_log_det, (n,), "grad_log_det", h_out.dtype),
             )
             grads = tree_map(lambda g, p: g.astype(p.dtype, copy=False), grads, params)
+            check_result((grad_in, grads), h_in, "the pullback's gradient")
             return grad_in.astype(dtype, copy=False), grads
 
         return h_out.astype(dtype, copy=False), log_det.astype(dtype, copy=False), checked_pullback

@@ -93,18 +93,18 @@ class Linear(Layer):
     def _inverse(self, x, context):
         Omega, beta = self.params["Omega"], self.params["beta"]
         lu_piv = _lu(Omega)
-        z = lu_solve(lu_piv, (x - beta).T).T
+        z = lu_solve(lu_piv, (x - beta).T, check_finite=False).T
         return z, np.full(len(x), -_lu_log_abs_det(lu_piv))
 
     def _inverse_vjp(self, x, context):
         Omega, beta = self.params["Omega"], self.params["beta"]
         lu_piv = _lu(Omega)
         log_abs_det = _lu_log_abs_det(lu_piv)
-        z = lu_solve(lu_piv, (x - beta).T).T  # z_n = Ω⁻¹ (x_n − β), (N, D)
+        z = lu_solve(lu_piv, (x - beta).T, check_finite=False).T  # z_n = Ω⁻¹ (x_n − β), (N, D)
 
         def pullback(grad_z, grad_log_det):
             # ∂L/∂x_n = Ω⁻ᵀ grad_z_n, solved as Ωᵀ a_n = grad_z_n; ∂L/∂β = −Σ_n a_n.
-            grad_x = lu_solve(lu_piv, grad_z.T, trans=1).T
+            grad_x = lu_solve(lu_piv, grad_z.T, trans=1, check_finite=False).T
             # dz_n = −Ω⁻¹ dΩ Ω⁻¹ (x_n − β) = −Ω⁻¹ dΩ z_n, so ∂L/∂Ω = −Σ_n a_n z_nᵀ.
             # The log-det −log|det Ω| adds −Ω⁻ᵀ per row.
             Omega_inv_T = _inverse_transpose(lu_piv)

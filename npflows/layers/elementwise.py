@@ -74,7 +74,8 @@ class PiecewiseLinear(Elementwise):
     """Piecewise-linear elementwise flow with K equal-width bins (Müller et al. 2019, arXiv:1808.03856).
 
     Book: ch. 16, "Elementwise flows". ``params["theta"]`` has shape (D, K); bin masses
-    φ_d = softmax(θ_d). With b = ⌊K z_d⌋ (0-based, clipped to K − 1),
+    φ_d = m + (1 − m K) softmax(θ_d) ≥ m, m = 1e-3 (see PiecewiseLinearTransformer). With
+    b = ⌊K z_d⌋ (0-based, clipped to K − 1),
         x_d = Σ_{k<b} φ_{d,k} + (K z_d − b) φ_{d,b},    ∂x_d/∂z_d = K φ_{d,b}.
     ``bound=None``: a map of [0, 1]ᴰ onto itself; z (forward) and x (inverse) outside [0, 1] are
     refused with a ValueError, so put it after a ``Sigmoid`` or on data in [0, 1].

@@ -105,14 +105,18 @@ class LULinear(Layer):
         shifted = x - self.params["beta"]
         h2 = np.empty_like(shifted)
         h2[:, perm] = shifted  # h2 = P⁻¹ (x − β)
-        h1 = solve_triangular(L, h2.T, lower=True, unit_diagonal=True).T  # h1 = L⁻¹ h2
-        z = solve_triangular(W, h1.T, lower=False).T  # z = W⁻¹ h1, (N, D)
+        h1 = solve_triangular(
+            L, h2.T, lower=True, unit_diagonal=True, check_finite=False
+        ).T  # h1 = L⁻¹ h2
+        z = solve_triangular(W, h1.T, lower=False, check_finite=False).T  # z = W⁻¹ h1, (N, D)
 
         def pullback(grad_z, grad_log_det):
             # z = W⁻¹ h1: ∂L/∂h1 = W⁻ᵀ grad_z; dz = −W⁻¹ dW z, so ∂L/∂W = −Σ_n grad_h1_n z_nᵀ.
-            grad_h1 = solve_triangular(W, grad_z.T, lower=False, trans="T").T
+            grad_h1 = solve_triangular(W, grad_z.T, lower=False, trans="T", check_finite=False).T
             # h1 = L⁻¹ h2 likewise: ∂L/∂h2 = L⁻ᵀ grad_h1, ∂L/∂L = −Σ_n grad_h2_n h1_nᵀ.
-            grad_h2 = solve_triangular(L, grad_h1.T, lower=True, unit_diagonal=True, trans="T").T
+            grad_h2 = solve_triangular(
+                L, grad_h1.T, lower=True, unit_diagonal=True, trans="T", check_finite=False
+            ).T
             # h2[:, perm[i]] = x[:, i] − β_i, so ∂L/∂x[:, i] = grad_h2[:, perm[i]]. Log-det −Σ s.
             grad_x = grad_h2[:, perm]
             grads = _raw_grads(

@@ -54,12 +54,14 @@ class Triangular(Layer):
 
     def _inverse_vjp(self, x, context):
         Omega, s = self._Omega()
-        z = solve_triangular(Omega, (x - self.params["beta"]).T, lower=True).T  # (N, D)
+        z = solve_triangular(
+            Omega, (x - self.params["beta"]).T, lower=True, check_finite=False
+        ).T  # (N, D)
 
         def pullback(grad_z, grad_log_det):
             # z_n = Ω⁻¹ (x_n − β): ∂L/∂x_n = a_n with Ωᵀ a_n = grad_z_n (a back substitution);
             # dz_n = −Ω⁻¹ dΩ z_n, so ∂L/∂Ω = −Σ_n a_n z_nᵀ; ∂L/∂β = −Σ_n a_n; log-det −Σ s per row.
-            grad_x = solve_triangular(Omega, grad_z.T, lower=True, trans="T").T
+            grad_x = solve_triangular(Omega, grad_z.T, lower=True, trans="T", check_finite=False).T
             grads = _raw_grads(-grad_x.T @ z, s, -grad_log_det.sum(), -grad_x.sum(axis=0))
             return grad_x, grads
 
