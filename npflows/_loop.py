@@ -134,7 +134,7 @@ class Guard:
         except PARAMETER_ERRORS as error:
             if self.evaluations == 1:
                 raise
-            raise self.diverged(f"{type(error).__name__} ({error})", where) from error
+            raise self.diverged(f"a {type(error).__name__} was raised", where, error) from error
         if not np.isfinite(loss):
             raise self.diverged("the loss became NaN or inf", where)
         bad = first_non_finite(grads)
@@ -158,16 +158,18 @@ class Guard:
             )
         return loss
 
-    def diverged(self, what: str, where: str) -> TrainingDiverged:
-        """Restore the last good parameters and return the exception to raise."""
+    def diverged(self, what: str, where: str, error: Exception | None = None) -> TrainingDiverged:
+        """Restore the last good parameters and return the exception to raise: ``what`` happened
+        ``where`` (``error`` the exception, if one was the cause)."""
         located = None
         if self.locate is not None:
             with np.errstate(all="ignore"):
                 located = self.locate()
         assign_flat(self.params, self.good)
-        message = f"{what} {where}"
         if located:
-            message += f", in {located}"
+            message = f"{what} {where}, in {located}"
+        else:
+            message = f"{what} {where}" + (f": {error}" if error is not None else "")
         return TrainingDiverged(
             f"{message}; the flow was left at its last parameters with a finite loss and "
             f"gradient. {self.advice}".rstrip()
@@ -218,7 +220,16 @@ def per_row_log_prob(flow, x: np.ndarray, context, chunk: int = 8192) -> np.ndar
     out = np.empty(len(x))
     for start in range(0, len(x), chunk):
         rows = slice(start, start + chunk)
-        out[rows] = flow.log_prob(x[rows], None if context is None else context[rows])
+        ctx = None if context is None else context[rows]
+        try:
+            out[rows] = flow.log_prob(x[rows], ctx)
+        except ValueError as error:
+            located = locate_failure(flow, x[rows], ctx, "inverse")
+            if located is None:
+                raise
+            raise ValueError(
+                f"the data are outside the flow's support (nothing was changed): {located}"
+            ) from error
     return out
 
 

@@ -213,8 +213,9 @@ def fit(
                 except PARAMETER_ERRORS as error:
                     batch = val_rows
                     raise guard.diverged(
-                        f"{type(error).__name__} ({error})",
+                        f"a {type(error).__name__} was raised",
                         f"on the validation rows after epoch {epoch + 1}",
+                        error,
                     ) from error
                 history.val_nll.append(score)
                 if not np.isfinite(score):
