@@ -103,6 +103,28 @@ def _scaled(tree: Tree, scale: float) -> Tree:
     return tree * np.asarray(scale, dtype=tree.dtype)
 
 
+def lr_at(schedule: Callable[[int], float], step: int) -> float:
+    """``schedule(step)``, checked to be a finite number ≥ 0 (ValueError naming the step)."""
+    value = schedule(step)
+    try:
+        return check_real(value, "the learning rate", 0.0)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"the lr schedule returned {value!r} for step {step}: {error}") from None
+
+
+def optimizer_step(optimizer, schedule: Callable[[int], float], clip_grad_norm: float | None):
+    """``apply(grads)`` for :meth:`Guard.step`: set the optimizer's lr from ``schedule`` at its step
+    count, clip the gradient's norm (if ``clip_grad_norm``), and step."""
+
+    def apply(grads: Tree) -> None:
+        optimizer.lr = lr_at(schedule, optimizer.t)
+        if clip_grad_norm is not None:
+            grads = clip_by_global_norm(grads, clip_grad_norm)
+        optimizer.step(grads)
+
+    return apply
+
+
 # -- the guard ----------------------------------------------------------------------------------------
 class Guard:
     """Checks loss evaluations and steps, and restores the last good parameters when one diverges.
@@ -141,6 +163,19 @@ class Guard:
         if bad is not None:
             raise self.diverged(f"the gradient of {bad!r} became NaN or inf", where)
         return loss, grads
+
+    def value(self, evaluate: Callable[[], float], what: str, where: str) -> float:
+        """``evaluate()`` at the current parameters (e.g. a validation NLL), checked as a loss is:
+        :class:`TrainingDiverged` (restored) for a NaN or inf or a :data:`PARAMETER_ERRORS`."""
+        try:
+            value = evaluate()
+        except PARAMETER_ERRORS as error:
+            raise self.diverged(
+                f"a {type(error).__name__} was raised computing {what}", where, error
+            ) from error
+        if not np.isfinite(value):
+            raise self.diverged(f"{what} became NaN or inf", where)
+        return value
 
     def step(
         self, evaluate: Callable[[], tuple[float, Tree]], apply: Callable[[Tree], None], where
@@ -214,6 +249,21 @@ class Best:
 
 
 # -- before the first step ----------------------------------------------------------------------------
+def check_data(flow, x: np.ndarray, context) -> np.ndarray:
+    """The per-row log-density at the starting parameters (:func:`per_row_log_prob`), refusing
+    data outside the flow's support or given a non-finite density (ValueError, nothing changed),
+    and warning about data outside a spline's bound (:func:`warn_if_outside_bounds`)."""
+    log_p = per_row_log_prob(flow, x, context)
+    if not np.isfinite(log_p).all():
+        row = int(np.flatnonzero(~np.isfinite(log_p))[0])
+        raise ValueError(
+            f"the flow gives row {row} of x a log-density of {log_p[row]} at its starting "
+            "parameters; training cannot start from there"
+        )
+    warn_if_outside_bounds(flow, x, context)
+    return log_p
+
+
 def per_row_log_prob(flow, x: np.ndarray, context, chunk: int = 8192) -> np.ndarray:
     """``flow.log_prob`` of every row, ``chunk`` rows at a time (float64, (N,)). Raises the flow's
     ValueError for data outside its support, before anything is changed."""
@@ -251,7 +301,7 @@ def warn_if_outside_bounds(flow, x: np.ndarray, context, rows: int = 10_000) -> 
                     f"bound [-{bound:g}, {bound:g}], where the map is the identity and gets no "
                     "gradient: standardize the data (zero mean, unit variance) or raise the bound",
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
             return
         h, _ = layer.inverse(h, ctx if layer.context_dim else None)

@@ -93,12 +93,3 @@ def as_schedule(lr, total_steps: int):
         return lr
     value = check_positive_float(lr, "lr")
     return lambda step: value
-
-
-def lr_at(schedule, step: int) -> float:
-    """``schedule(step)``, checked to be a finite number ≥ 0 (ValueError naming the step)."""
-    value = schedule(step)
-    try:
-        return check_real(value, "the learning rate", 0.0)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"the lr schedule returned {value!r} for step {step}: {error}") from None

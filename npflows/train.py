@@ -16,25 +16,24 @@ import numpy as np
 import scipy.optimize
 
 from ._loop import (
-    PARAMETER_ERRORS,
     Best,
     Guard,
     Progress,
     TrainingDiverged,
     check_bool,
     check_callable,
+    check_data,
     check_positive_float,
     check_positive_int,
     check_real,
-    clip_by_global_norm,
     locate_failure,
-    per_row_log_prob,
-    warn_if_outside_bounds,
+    lr_at,
+    optimizer_step,
 )
 from .flow import Flow
 from .layer import RNGLike, as_rng, check_array
 from .optim import Adam
-from .schedules import as_schedule, lr_at
+from .schedules import as_schedule
 from .tree import assign_flat, flatten, leaves, tree_map
 
 __all__ = ["History", "TrainingDiverged", "fit", "fit_lbfgs"]
@@ -150,13 +149,7 @@ def fit(
     callback = check_callable(callback, "callback")
     if clip_grad_norm is not None:
         clip_grad_norm = check_positive_float(clip_grad_norm, "clip_grad_norm")
-    n_val = int(round(validation_fraction * len(x)))
-    if len(x) - n_val < 1 or (validation_fraction > 0 and n_val < 1):
-        raise ValueError(
-            f"x has {len(x)} rows, which validation_fraction={validation_fraction} splits into "
-            f"{len(x) - n_val} training and {n_val} validation rows; each needs at least one "
-            "(pass more data, or validation_fraction=0 for no validation)"
-        )
+    n_val = _validation_rows(len(x), validation_fraction)
     params = flow.params
     optimizer = _optimizer_for(params, optimizer, weight_decay)
     steps_per_epoch = -(-(len(x) - n_val) // batch_size)
@@ -166,14 +159,7 @@ def fit(
     first_lr = lr_at(schedule, optimizer.t)
     rng = as_rng(rng)
 
-    log_p = per_row_log_prob(flow, x, context)  # the support check: ValueError, nothing changed
-    if not np.isfinite(log_p).all():
-        row = int(np.flatnonzero(~np.isfinite(log_p))[0])
-        raise ValueError(
-            f"the flow gives row {row} of x a log-density of {log_p[row]} at its starting "
-            "parameters; training cannot start from there"
-        )
-    warn_if_outside_bounds(flow, x, context)
+    log_p = check_data(flow, x, context)  # the support check: ValueError, nothing changed
     order = rng.permutation(len(x))
     val_rows, train_rows = order[:n_val], order[n_val:]
     history = History(initial_nll=-float(np.mean(log_p[val_rows if n_val else train_rows])))
@@ -184,13 +170,7 @@ def fit(
         advice=f"Try a lower lr than {first_lr:g} (e.g. {first_lr / 10:g}).",
         locate=lambda: locate_failure(flow, x[batch], _rows(context, batch), "inverse"),
     )
-
-    def apply(grads):
-        optimizer.lr = lr_at(schedule, optimizer.t)
-        optimizer.step(
-            grads if clip_grad_norm is None else clip_by_global_norm(grads, clip_grad_norm)
-        )
-        history.steps += 1
+    apply = optimizer_step(optimizer, schedule, clip_grad_norm)
 
     report = Progress(epochs) if progress else None
     try:
@@ -205,24 +185,17 @@ def fit(
                     f"at epoch {epoch + 1}, step {step + 1}",
                 )
                 batch_losses.append(loss)
+                history.steps += 1
             history.train_nll.append(float(np.mean(batch_losses)))
             score = history.train_nll[-1]
             if n_val:
-                try:
-                    score = -float(np.mean(flow.log_prob(x[val_rows], _rows(context, val_rows))))
-                except PARAMETER_ERRORS as error:
-                    batch = val_rows
-                    raise guard.diverged(
-                        f"a {type(error).__name__} was raised",
-                        f"on the validation rows after epoch {epoch + 1}",
-                        error,
-                    ) from error
+                batch = val_rows  # for locating a failure
+                score = guard.value(
+                    partial(_mean_nll, flow, x[val_rows], _rows(context, val_rows)),
+                    "the validation NLL",
+                    f"at the end of epoch {epoch + 1}",
+                )
                 history.val_nll.append(score)
-                if not np.isfinite(score):
-                    batch = val_rows
-                    raise guard.diverged(
-                        "the validation NLL became NaN or inf", f"at the end of epoch {epoch + 1}"
-                    )
             if report:
                 report.update(
                     epoch + 1, train_NLL=history.train_nll[-1], val_NLL=score if n_val else None
@@ -242,16 +215,37 @@ def fit(
             report.close()
     best.restore()
     if not history.improved:
-        epoch_best = min(history.val_nll if n_val else history.train_nll)
-        warnings.warn(
-            f"fit did not improve on the starting parameters in {len(history.train_nll)} epoch(s): "
-            f"{'validation' if n_val else 'train'} NLL {best.score:.6g} at the start, "
-            f"{epoch_best:.6g} at best after an epoch; the flow was left where it started. Unless "
-            f"the start was already a good fit, try a lower lr than {first_lr:g}.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+        _warn_not_improved(history, first_lr)
     return history
+
+
+def _validation_rows(n: int, validation_fraction: float) -> int:
+    n_val = int(round(validation_fraction * n))
+    if n - n_val < 1 or (validation_fraction > 0 and n_val < 1):
+        raise ValueError(
+            f"x has {n} rows, which validation_fraction={validation_fraction} splits into "
+            f"{n - n_val} training and {n_val} validation rows; each needs at least one "
+            "(pass more data, or validation_fraction=0 for no validation)"
+        )
+    return n_val
+
+
+def _mean_nll(flow, x, context) -> float:
+    return -float(np.mean(flow.log_prob(x, context)))
+
+
+def _warn_not_improved(history: History, lr: float) -> None:
+    scores, kind = (
+        (history.val_nll, "validation") if history.val_nll else (history.train_nll, "train")
+    )
+    warnings.warn(
+        f"fit did not improve on the starting parameters in {len(scores)} epoch(s): {kind} NLL "
+        f"{history.initial_nll:.6g} at the start, {min(scores):.6g} at best after an epoch; the "
+        f"flow was left where it started. Unless the start was already a good fit, try a lower "
+        f"lr than {lr:g}.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def _rows(context, rows):

@@ -31,13 +31,14 @@ from ._loop import (
     check_callable,
     check_positive_float,
     check_positive_int,
-    clip_by_global_norm,
     locate_failure,
+    lr_at,
+    optimizer_step,
 )
 from .flow import Flow
 from .layer import RNGLike, as_rng
 from .optim import Adam
-from .schedules import as_schedule, lr_at
+from .schedules import as_schedule
 
 LogDensity = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -142,12 +143,7 @@ def fit_to_density(
         advice=f"Try a lower lr than {first_lr:g}.",
         locate=lambda: locate_failure(flow, z, None, "forward"),
     )
-
-    def apply(grads):
-        optimizer.lr = lr_at(schedule, optimizer.t)
-        optimizer.step(
-            grads if clip_grad_norm is None else clip_by_global_norm(grads, clip_grad_norm)
-        )
+    apply = optimizer_step(optimizer, schedule, clip_grad_norm)
 
     report = Progress(steps, unit="step", desc="fit_to_density") if progress else None
     every = max(1, steps // 10)
