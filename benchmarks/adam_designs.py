@@ -14,11 +14,15 @@ that the two designs give bit-identical parameters.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/adam_designs.py          # A, B, M; float64 and float32
     OPENBLAS_NUM_THREADS=1 python benchmarks/adam_designs.py --only D --rounds 10
+
+``--before FILE`` adds a third column, the ``Adam`` of another version of ``npflows/optim.py``
+(e.g. ``git show f3d2405:npflows/optim.py > /tmp/optim_before.py``), to measure a change.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -76,11 +80,19 @@ def blas() -> str:
     )
 
 
-def compare(name: str, dtype: str, rounds: int) -> dict:
+def load_adam(path: str):
+    """The ``Adam`` class of the optim.py at ``path``, imported as a module of npflows."""
+    spec = importlib.util.spec_from_file_location("npflows._optim_before", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Adam
+
+
+def compare(name: str, dtype: str, rounds: int, designs: dict) -> dict:
     _, _, dim, batch = speed.CONFIGS[name]
     x = np.random.default_rng(0).standard_normal((batch, dim)).astype(dtype)
     runs = {}
-    for design, optimizer in (("flat", Adam), ("per-leaf", PerLeafAdam)):
+    for design, optimizer in designs.items():
         flow = speed.build(name).astype(dtype)
         runs[design] = (flow, optimizer(flow.params, lr=1e-4), {"step": [], "adam": []})
     for _ in range(3):  # warm-up
@@ -95,7 +107,8 @@ def compare(name: str, dtype: str, rounds: int) -> dict:
             start = time.perf_counter()
             optimizer.step(grads)
             times["adam"].append(time.perf_counter() - start)
-    same = np.array_equal(flatten(runs["flat"][0].params), flatten(runs["per-leaf"][0].params))
+    first = flatten(runs["flat"][0].params)
+    same = all(np.array_equal(first, flatten(flow.params)) for flow, _, _ in runs.values())
     result = {
         "config": name,
         "dtype": dtype,
@@ -111,21 +124,32 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=sorted(speed.CONFIGS), default=["A", "B", "M"])
     parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--before", help="an older optim.py whose Adam to time as well")
     args = parser.parse_args()
+    designs = {"flat": Adam, "per-leaf": PerLeafAdam}
+    if args.before:
+        designs["before"] = load_adam(args.before)
     print(f"BLAS: {blas()}; numpy {np.__version__}; {args.rounds} rounds, medians in ms")
     print(
         "| config | dtype | leaves | step ms, flat | step ms, per-leaf | per-leaf / flat "
         "| Adam ms, flat | Adam ms, per-leaf | bit-identical |"
+        + (" step ms, before | flat / before |" if args.before else "")
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|" + ("---|---|" if args.before else ""))
     for name in args.only:
         for dtype in ("float64", "float32"):
-            r = compare(name, dtype, args.rounds)
+            r = compare(name, dtype, args.rounds, designs)
             flat, leaf = r["flat"], r["per-leaf"]
+            before = r.get("before")
             print(
                 f"| {name}: {speed.CONFIGS[name][0]} | {dtype} | {r['leaves']} | {flat['step']:.2f} "
                 f"| {leaf['step']:.2f} | {leaf['step'] / flat['step']:.3f} | {flat['adam']:.3f} "
-                f"| {leaf['adam']:.3f} | {r['equal']} |",
+                f"| {leaf['adam']:.3f} | {r['equal']} |"
+                + (
+                    f" {before['step']:.2f} | {flat['step'] / before['step']:.3f} |"
+                    if before
+                    else ""
+                ),
                 flush=True,
             )
 

@@ -45,9 +45,8 @@ class Adam:
 
     Attributes:
         t: the number of steps taken.
-        m, v: the first and second moment estimates, trees mirroring ``params`` (their dtypes).
-            Read them freely; a step replaces their arrays, so change the state with
-            :meth:`load_state_dict` only.
+        m, v: the first and second moment estimates, trees mirroring ``params`` (their dtypes),
+            as copies: change the state with :meth:`load_state_dict` or :meth:`load`.
     """
 
     def __init__(
@@ -59,12 +58,9 @@ class Adam:
         *,
         weight_decay: float = 0.0,
     ):
-        self.lr = check_positive_float(lr, "lr")
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        self.betas = tuple(check_real(b, f"betas[{i}]", 0.0, high=1.0) for i, b in enumerate(betas))
-        self.eps = check_positive_float(eps, "eps")
-        self.weight_decay = check_real(weight_decay, "weight_decay", 0.0)
+        self.lr, self.betas, self.eps, self.weight_decay = _hyperparameters(
+            lr, betas, eps, weight_decay
+        )
         self._leaves = leaves(params)
         for path, leaf in leaves_with_paths(params):
             if leaf.dtype not in (np.float32, np.float64) or not leaf.flags.writeable:
@@ -190,13 +186,11 @@ class Adam:
         does not match."""
         with np.load(path, allow_pickle=False) as file:
             stored = {name: file[name] for name in file.files}
-        fixed = ("t", "lr", "eps", "betas", "weight_decay")
+        fixed = ("t", "lr", "betas", "eps", "weight_decay")
         missing = [name for name in fixed if name not in stored]
         if missing:
             raise ValueError(f"{path} is not an Adam state file: it lacks {missing}")
-        hyper = Adam(self.params, stored["lr"].item(), tuple(stored["betas"].tolist()))
-        hyper.eps = check_positive_float(stored["eps"].item(), "eps")
-        hyper.weight_decay = check_real(stored["weight_decay"].item(), "weight_decay", 0.0)
+        hyper = _hyperparameters(*(stored[name].tolist() for name in fixed[1:]))
 
         def tree(prefix):
             arrays = iter(
@@ -205,8 +199,16 @@ class Adam:
             return tree_map(lambda p: _or_missing(next(arrays), prefix, p), self.params)
 
         self.load_state_dict({"t": stored["t"].item(), "m": tree("m"), "v": tree("v")})
-        self.lr, self.betas = hyper.lr, hyper.betas
-        self.eps, self.weight_decay = hyper.eps, hyper.weight_decay
+        self.lr, self.betas, self.eps, self.weight_decay = hyper
+
+
+def _hyperparameters(lr, betas, eps, weight_decay) -> tuple:
+    """(lr, betas, eps, weight_decay) checked, as floats; TypeError/ValueError naming the bad one."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+    betas = tuple(check_real(b, f"betas[{i}]", 0.0, high=1.0) for i, b in enumerate(betas))
+    lr, eps = check_positive_float(lr, "lr"), check_positive_float(eps, "eps")
+    return lr, betas, eps, check_real(weight_decay, "weight_decay", 0.0)
 
 
 class _Group:
