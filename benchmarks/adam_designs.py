@@ -133,9 +133,9 @@ def main():
     print(
         "| config | dtype | leaves | step ms, flat | step ms, per-leaf | per-leaf / flat "
         "| Adam ms, flat | Adam ms, per-leaf | bit-identical |"
-        + (" step ms, before | flat / before |" if args.before else "")
+        + (" step ms, before | flat / before | Adam ms, before |" if args.before else "")
     )
-    print("|---|---|---|---|---|---|---|---|---|" + ("---|---|" if args.before else ""))
+    print("|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if args.before else ""))
     for name in args.only:
         for dtype in ("float64", "float32"):
             r = compare(name, dtype, args.rounds, designs)

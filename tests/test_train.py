@@ -457,3 +457,21 @@ def test_unscaled_data_outside_a_spline_bound_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         fit(npflows.flows.NSF(2, rng=0), data, epochs=1, rng=0, progress=False)
+
+
+def test_a_non_finite_validation_nll_is_divergence():
+    class NaNValidation(RecordingFlow):
+        log_prob_calls = 0
+
+        def log_prob(self, x, context=None):
+            self.log_prob_calls += 1  # call 1 is the data check, call 2 the first validation
+            out = super().log_prob(x, context)
+            return np.full_like(out, np.nan) if self.log_prob_calls == 2 else out
+
+    flow = small_flow(flow_class=NaNValidation)
+    with pytest.raises(
+        TrainingDiverged, match="the validation NLL became NaN or inf at the end of epoch 1"
+    ):
+        fit(flow, bimodal(100), epochs=3, batch_size=30, lr=0.01, rng=0, progress=False)
+    # Restored to where the last (third) loss of epoch 1 was evaluated, before its step.
+    np.testing.assert_array_equal(flatten(flow.params), flow.seen[-1])
