@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .tree import Tree, assign_flat, flatten, leaves, leaves_with_paths
+from .tree import Tree, assign_flat, flatten, leaves, leaves_with_paths, tree_map
 
 # Exceptions that the parameters can cause inside a loss evaluation (numpy's LinAlgError is a
 # ValueError; so is every support violation a layer reports).
@@ -87,20 +87,17 @@ def first_non_finite(tree: Tree) -> str | None:
 
 
 def clip_by_global_norm(grads: Tree, max_norm: float) -> Tree:
-    """``grads`` scaled by min(1, max_norm / ‖g‖), ‖g‖ the 2-norm of all leaves together."""
-    norm = np.sqrt(sum(float(np.vdot(g, g)) for g in leaves(grads)))
-    if not norm > max_norm:  # also for a NaN norm, which the guard then reports
+    """``grads`` scaled by min(1, max_norm / ‖g‖), ‖g‖ the 2-norm of all leaves together,
+    computed as a · √(Σ (g/a)²) with a = max |g| so that squaring never overflows."""
+    grad_leaves = [g for g in leaves(grads) if g.size]
+    largest = max((float(np.max(np.abs(g))) for g in grad_leaves), default=0.0)
+    if not largest > 0:
+        return grads
+    norm = largest * np.sqrt(sum(float(np.sum(np.square(g / largest))) for g in grad_leaves))
+    if not norm > max_norm:
         return grads
     scale = max_norm / norm
-    return _scaled(grads, scale)
-
-
-def _scaled(tree: Tree, scale: float) -> Tree:
-    if isinstance(tree, dict):
-        return {k: _scaled(v, scale) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return [_scaled(v, scale) for v in tree]
-    return tree * np.asarray(scale, dtype=tree.dtype)
+    return tree_map(lambda g: g * scale, grads)
 
 
 def lr_at(schedule: Callable[[int], float], step: int) -> float:

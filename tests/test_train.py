@@ -475,3 +475,14 @@ def test_a_non_finite_validation_nll_is_divergence():
         fit(flow, bimodal(100), epochs=3, batch_size=30, lr=0.01, rng=0, progress=False)
     # Restored to where the last (third) loss of epoch 1 was evaluated, before its step.
     np.testing.assert_array_equal(flatten(flow.params), flow.seen[-1])
+
+
+def test_clipping_by_global_norm_is_exact_and_does_not_overflow():
+    from npflows._loop import clip_by_global_norm
+
+    grads = {"a": np.array([3.0, 0.0]), "b": [np.array([[4.0]])]}
+    clipped = clip_by_global_norm(grads, 1.0)
+    np.testing.assert_allclose(flatten(clipped), [0.6, 0.0, 0.8], rtol=1e-15)
+    assert clip_by_global_norm(grads, 5.0) is grads  # already within the norm
+    huge = {"a": np.array([3e200, 4e200])}  # squaring would overflow
+    np.testing.assert_allclose(clip_by_global_norm(huge, 10.0)["a"], [6.0, 8.0], rtol=1e-15)
