@@ -146,7 +146,8 @@ def main():
                 f"| {leaf['step']:.2f} | {leaf['step'] / flat['step']:.3f} | {flat['adam']:.3f} "
                 f"| {leaf['adam']:.3f} | {r['equal']} |"
                 + (
-                    f" {before['step']:.2f} | {flat['step'] / before['step']:.3f} |"
+                    f" {before['step']:.2f} | {flat['step'] / before['step']:.3f} "
+                    f"| {before['adam']:.3f} |"
                     if before
                     else ""
                 ),
