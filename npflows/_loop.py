@@ -318,8 +318,12 @@ class Progress:
             self.bar = tqdm(total=total, desc=desc, unit=unit)
 
     def update(self, done: int, **metrics: float | None) -> None:
-        """Report ``done`` (counted from 1) of ``total`` units with ``metrics`` (None shows "-")."""
-        shown = {k: "-" if v is None else f"{v:.4f}" for k, v in metrics.items()}
+        """Report ``done`` (counted from 1) of ``total`` units with ``metrics`` (floats to four
+        decimals, ints as they are, None as "-")."""
+        shown = {
+            k: "-" if v is None else str(v) if isinstance(v, int) else f"{v:.4f}"
+            for k, v in metrics.items()
+        }
         if self.bar is None:
             values = "  ".join(f"{k.replace('_', ' ')} {v}" for k, v in shown.items())
             print(f"{self.unit} {done}/{self.total}  {values}", file=sys.stderr)

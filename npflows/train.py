@@ -198,7 +198,10 @@ def fit(
                 history.val_nll.append(score)
             if report:
                 report.update(
-                    epoch + 1, train_NLL=history.train_nll[-1], val_NLL=score if n_val else None
+                    epoch + 1,
+                    train_NLL=history.train_nll[-1],
+                    val_NLL=score if n_val else None,
+                    steps=history.steps,
                 )
             if best.offer(score, epoch):
                 since_best, history.best_epoch = 0, epoch

@@ -146,6 +146,7 @@ def test_progress_without_tqdm_prints_one_line_per_epoch(capsys, monkeypatch):
     lines = err.strip().splitlines()
     assert out == "" and len(lines) == 3
     assert lines[0].startswith("epoch 1/3  train NLL ") and "val NLL " in lines[0]
+    assert lines[2].endswith("steps 3")  # 45 training rows in batches of 256: one step an epoch
 
 
 def test_progress_with_tqdm_draws_a_bar(capsys):
