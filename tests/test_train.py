@@ -487,3 +487,28 @@ def test_clipping_by_global_norm_is_exact_and_does_not_overflow():
     assert clip_by_global_norm(grads, 5.0) is grads  # already within the norm
     huge = {"a": np.array([3e200, 4e200])}  # squaring would overflow
     np.testing.assert_allclose(clip_by_global_norm(huge, 10.0)["a"], [6.0, 8.0], rtol=1e-15)
+
+
+def test_an_interrupt_between_epochs_leaves_the_last_completed_step():
+    flow = small_flow()
+    opt = npflows.optim.Adam(flow.params, lr=0.01)
+    after_epoch = []
+
+    def interrupt_after_two(history):
+        after_epoch.append(flatten(flow.params))
+        if len(history.train_nll) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            flow,
+            bimodal(100),
+            epochs=5,
+            batch_size=30,
+            optimizer=opt,
+            callback=interrupt_after_two,
+            rng=0,
+            progress=False,
+        )
+    np.testing.assert_array_equal(flatten(flow.params), after_epoch[-1])
+    assert opt.t == 2 * 3
