@@ -5,7 +5,7 @@ x = f[z], ``inverse`` the normalizing map z = f⁻¹[x]. (nflows and zuko call t
 "forward".)
 """
 
-from . import datasets, estimator, flows, nn, optim, targets, testing, transformers, tree
+from . import datasets, estimator, flows, nn, optim, schedules, targets, testing, transformers, tree
 from .distributions import StandardNormal
 from .flow import Flow
 from .io import ModelFileError, load, save
@@ -67,6 +67,7 @@ __all__ = [
     "nn",
     "optim",
     "save",
+    "schedules",
     "targets",
     "testing",
     "transformers",
