@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import os
 import re
 import subprocess
 import sys
@@ -14,8 +15,8 @@ import pytest
 
 import npflows
 from npflows import cli, datasets, plotting
-from npflows.cli import fit_data
-from npflows.cli.common import FLOWS, build_flow
+from npflows.cli import common, fit_data
+from npflows.cli.common import FLOWS
 
 SMALL = ["--n-train", "3000", "--n-test", "3000", "--epochs", "12", "--no-progress"]
 
@@ -86,7 +87,10 @@ def test_diverged_training_exits_1_with_one_line(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(fit_data, "fit", diverge)
     assert cli.main(["fit", *SMALL, "--out", str(tmp_path)]) == 1
-    assert capsys.readouterr().err == "error: the loss became NaN or inf at epoch 1, step 1\n"
+    assert capsys.readouterr().err == (
+        "error: training diverged: the loss became NaN or inf at epoch 1, step 1 "
+        f"Nothing was written to {tmp_path}.\n"
+    )
 
 
 def test_module_help_runs_and_import_stays_light():
@@ -147,12 +151,13 @@ def error_line(capsys) -> str:
 
 @pytest.mark.parametrize("flow", [name for name in FLOWS if not name.startswith("iaf")])
 def test_fit_on_moons_with_each_flow_writes_the_model_and_plot(flow, tmp_path, capsys):
-    assert cli.main(["fit", *TINY_MOONS, "--flow", flow, "--out", str(tmp_path)]) == 0
+    args = TINY_MOONS if flow not in ("gaussian", "spline") else TINY_MOONS[:-3] + TINY_MOONS[-1:]
+    assert cli.main(["fit", *args, "--flow", flow, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"fitting a {flow} flow to 300 points of 'moons' in 2-D" in out
     assert np.isfinite(printed_nll(out)) and "no KL(p‖q) to report" in out
     model = npflows.load(tmp_path / "model.npz")
-    assert model.dim == 2 and isinstance(model.layers[-1], npflows.Diagonal)
+    assert model.dim == 2 and isinstance(model.layers[-1], npflows.Standardize)
     assert (tmp_path / "density.png").exists() == HAS_MATPLOTLIB
 
 
@@ -165,13 +170,16 @@ def test_fit_reports_kl_for_a_data_set_with_a_known_density(tmp_path, capsys):
     assert abs(printed_nll(out) - np.log(32) - kl) < 1e-3  # NLL − H[p] = KL on the same points
 
 
-def test_the_data_side_layer_starts_at_the_data_mean_and_std():
-    x = np.array([[0.0, 1.0], [2.0, 5.0], [4.0, 3.0]])
-    flow = build_flow([], x.mean(axis=0), x.std(axis=0))
-    np.testing.assert_allclose(flow.forward(np.zeros((1, 2)))[0], [[2.0, 3.0]])
-    np.testing.assert_allclose(np.exp(flow.layers[-1].params["log_scale"]), x.std(axis=0))
-    with pytest.raises(ValueError, match="column 2 of the data is constant"):
-        build_flow([], np.zeros(2), np.array([1.0, 0.0]))
+def test_the_data_side_layer_is_a_fixed_standardization_of_the_training_points(tmp_path):
+    x = datasets.get("banana").sample(400, rng=0) * [3.0, 0.01] + [100.0, -2.0]
+    np.save(tmp_path / "x.npy", x)
+    args = ["fit", "--data", str(tmp_path / "x.npy"), "--flow", "nice", *TINY]
+    assert cli.main([*args, "--out", str(tmp_path / "o")]) == 0
+    data_side = npflows.load(tmp_path / "o" / "model.npz").layers[-1]
+    assert isinstance(data_side, npflows.Standardize) and data_side.params == {}
+    x_train = np.random.default_rng(np.random.SeedSequence(0).spawn(4)[0]).permutation(x)[40:]
+    np.testing.assert_allclose(data_side.mean, x_train.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(data_side.scale, x_train.std(axis=0), rtol=1e-14)
 
 
 def test_fit_on_a_csv_and_the_same_npy_file_gives_the_same_model(tmp_path, capsys):
@@ -238,8 +246,13 @@ def test_fit_density_reports_elbo_log_z_and_ess(tmp_path, capsys):
             ["fit", "--data", "cube.npy"],
             "expected points in rows, shape (N, D), got shape (2, 2, 2)",
         ),
-        (["fit", "--data", "const.csv", "--flow", "gaussian"], "column 1 of the data is constant"),
+        (
+            ["fit", "--data", "const.csv", "--flow", "gaussian"],
+            "column 1 of the data is (nearly) constant",
+        ),
+        (["fit", "--data", "two.csv"], "two.csv has 2 row(s); fit needs at least 10 points"),
         (["fit", *TINY_MOONS, "--flow", "iaf"], "the iaf flow has no inverse_vjp"),
+        (["fit", *TINY_MOONS, "--flow", "spline"], "the spline flow has a fixed set of layers"),
         (["fit-density", "--flow", "maf"], "reverse-KL training needs forward_vjp"),
         (["score", "MODEL", "wide.csv"], "has points of 3 coordinates; "),
         (["score", "bad.csv", "wide.csv"], "not an npflows model file"),
@@ -250,7 +263,8 @@ def test_failures_exit_1_with_one_line(args, message, moons_model, tmp_path, mon
     Path("bad.csv").write_text("1,2\n3,x\n")
     Path("nan.csv").write_text("1,2\nnan,3\n")
     Path("wide.csv").write_text("1,2,3\n")
-    Path("const.csv").write_text("1,2\n1,3\n1,4\n")
+    Path("const.csv").write_text("".join(f"1,{k}\n" for k in range(12)))
+    Path("two.csv").write_text("1,2\n3,4\n")
     np.save("cube.npy", np.zeros((2, 2, 2)))
     args = [str(moons_model) if a == "MODEL" else a for a in args]
     assert cli.main([*args, "--out", "o"] if args[0] != "score" else args) == 1
@@ -282,3 +296,116 @@ def test_every_subcommand_has_help(command, capsys):
         cli.main([command, "--help"])
     assert exit_info.value.code == 0
     assert f"usage: python -m npflows {command}" in capsys.readouterr().out
+
+
+# -- scale, refusals, sizes and keeping previous runs (issue 8 items 1, 3, 9) --------------------
+def moons_file(path: Path, scale: float, n: int = 1000) -> Path:
+    np.save(path, scale * datasets.get("moons").sample(n, rng=0))
+    return path
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-4, 1e4, 1e200])
+def test_fitting_is_scale_equivariant(scale, tmp_path, capsys):
+    # The data-side map is fixed and absorbs the scale exactly: NLL(a·x) = NLL(x) + D log a.
+    nlls = []
+    for a in (1.0, scale):
+        path = moons_file(tmp_path / f"m{a:g}.npy", a)
+        args = ["fit", "--data", str(path), "--flow", "realnvp", *TINY, "--epochs", "2"]
+        assert cli.main([*args, "--out", str(tmp_path / f"o{a:g}")]) == 0
+        nlls.append(printed_nll(capsys.readouterr().out))
+    assert nlls[1] == pytest.approx(nlls[0] + 2 * np.log(scale), abs=1e-3)
+
+
+def test_identical_rows_are_refused_naming_the_column(tmp_path, capsys):
+    np.save(tmp_path / "same.npy", np.tile([0.3, 0.1], (300, 1)))
+    assert cli.main(["fit", "--data", str(tmp_path / "same.npy"), *TINY, "--out", "o"]) == 1
+    assert "column 1 of the data is (nearly) constant" in error_line(capsys)
+
+
+def test_diverging_run_keeps_the_previous_good_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["fit", *TINY_MOONS, "--flow", "realnvp", "--out", str(out)]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    args = ["fit", *TINY_MOONS, "--flow", "realnvp", "--lr", "10", "--out", str(out)]
+    assert cli.main(args) == 1
+    err = error_line(capsys)
+    assert err.startswith("error: training diverged: the training NLL went from")
+    assert f"Nothing was written to {out}." in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no leftovers either
+
+
+def test_a_failed_run_does_not_leave_a_new_empty_directory(tmp_path, capsys):
+    out = tmp_path / "new" / "run"
+    assert cli.main(["fit", *TINY_MOONS, "--lr", "100", "--out", str(out)]) == 1
+    assert not out.exists() and "training diverged" in error_line(capsys)
+
+
+def test_a_successful_run_replaces_the_files_and_leaves_no_staging_directory(tmp_path, capsys):
+    (tmp_path / "model.npz").write_text("an older model")
+    assert cli.main(["fit", *TINY_MOONS, "--out", str(tmp_path)]) == 0
+    assert npflows.load(tmp_path / "model.npz").dim == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_an_unwritable_output_directory_fails_before_training(tmp_path, monkeypatch, capsys):
+    def refuse(*args, dir=None, **kwargs):
+        raise PermissionError(13, "Permission denied", str(dir))
+
+    monkeypatch.setattr(common.tempfile, "mkdtemp", refuse)
+    monkeypatch.setattr(fit_data, "fit", lambda *a, **k: pytest.fail("training started"))
+    assert cli.main(["fit", *TINY_MOONS, "--out", str(tmp_path)]) == 1
+    assert error_line(capsys) == f"error: {tmp_path}: Permission denied\n"
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root may write anywhere")
+def test_a_read_only_output_directory_fails_before_training(tmp_path, capsys):
+    tmp_path.chmod(0o500)
+    try:
+        assert cli.main(["fit", *TINY_MOONS, "--out", str(tmp_path)]) == 1
+        captured = capsys.readouterr()
+        assert "Permission denied" in captured.err and "fitting" not in captured.out
+    finally:
+        tmp_path.chmod(0o700)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sample", "MODEL", "-n", "100000000000"], "-n = 100000000000 points of 2 coordinates"),
+        (
+            ["fit", "--data", "moons", "--n-train", "100000000000", "--out", "o"],
+            "--n-train = 100000000000 points of 2 coordinates would take 1.6e+03 GB",
+        ),
+        (["fit", "--data", "moons", "--n-test", "67108865", "--out", "o"], "more than the"),
+    ],
+)
+def test_huge_point_counts_are_refused_with_the_size(args, message, moons_model, capsys):
+    args = [str(moons_model) if a == "MODEL" else a for a in args]
+    assert cli.main(args) == 1
+    err = error_line(capsys)
+    assert message in err and "limit of 1.07 GB" in err
+
+
+def test_sampling_and_scoring_in_chunks_give_the_same_numbers(moons_model, monkeypatch, capsys):
+    flow = npflows.load(moons_model)
+    monkeypatch.setattr(common, "CHUNK_ROWS", 7)
+    assert cli.main(["sample", str(moons_model), "-n", "30", "--seed", "4"]) == 0
+    x = np.loadtxt(io.StringIO(capsys.readouterr().out), delimiter=",")
+    # The same normal draws; BLAS may round differently for another number of rows.
+    np.testing.assert_allclose(x, flow.sample(30, rng=4), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(common.log_prob_in_chunks(flow, x), flow.log_prob(x), rtol=1e-13)
+
+
+def test_the_gaussian_baseline_is_a_full_covariance_fit(tmp_path, capsys):
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((500, 2)) @ [[2.0, 0.0], [1.5, 0.1]] + [5.0, -1.0]
+    np.save(tmp_path / "x.npy", x)
+    args = ["fit", "--data", str(tmp_path / "x.npy"), "--flow", "nice", *TINY]
+    assert cli.main([*args, "--out", str(tmp_path / "o")]) == 0
+    printed = float(re.search(r"Gaussian NLL\s+(\S+)", capsys.readouterr().out).group(1))
+    x = np.random.default_rng(np.random.SeedSequence(0).spawn(4)[0]).permutation(x)
+    x_test, x_train = x[:50], x[50:]
+    gauss = stats.multivariate_normal(x_train.mean(axis=0), np.cov(x_train.T, bias=True))
+    assert printed == pytest.approx(-gauss.logpdf(x_test).mean(), abs=1e-4)

@@ -4,33 +4,37 @@ and writing the points of users' files."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import io
+import os
+import shutil
 import sys
+import tempfile
 import textwrap
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from .. import flows
-from ..estimator import BUILDERS
 from ..flow import Flow
+from ..flow_names import BUILDERS, build
 from ..io import load
-from ..layer import Layer, RNGLike
-from ..layers import Diagonal, RQSpline
+from ..layer import RNGLike
 
-PREBUILT = {
-    **BUILDERS,
-    "iaf": flows.IAF,
-    "iaf-spline": lambda dim, **kw: flows.IAF(dim, transformer="spline", **kw),
-}
-"""The prebuilt flows of :mod:`npflows.flows` by name: those of FlowDensity, and IAF."""
-
-FLOWS = ["gaussian", "spline", *PREBUILT]
+FLOWS = list(BUILDERS)
+"""The names --flow accepts: those of :data:`npflows.flow_names.BUILDERS`."""
 
 PLOT_HINT = "matplotlib is not installed; pip install 'npflows[plot]' to get"
+
+MAX_POINTS_BYTES = 2**30
+"""The most memory (1 GiB) an array of points made by a command may take: N rows × D coordinates ×
+8 bytes. Larger requests are refused before anything is allocated."""
+
+CHUNK_ROWS = 2**16
+"""Rows per pass through a flow when scoring or sampling many points, so that the networks'
+intermediates (rows × hidden units) stay small whatever N is."""
 
 
 class UsageError(Exception):
@@ -41,39 +45,12 @@ class RawFormatter(argparse.RawTextHelpFormatter):
     """Help as written: line breaks kept, in the descriptions and in the options' help."""
 
 
-# -- building a flow -------------------------------------------------------------------------------
-def build_layers(
-    name: str, dim: int, hidden: int, n_layers: int | None, rng: RNGLike
-) -> list[Layer]:
-    """The layers of flow ``name`` (one of ``FLOWS``) from the base up, before the data side.
-
-    "gaussian" has none; "spline" is a :class:`Diagonal`, then a 16-bin rational-quadratic spline
-    on [−4, 4] per coordinate; the others are the prebuilt flows of :mod:`npflows.flows` with two
-    hidden layers of ``hidden`` units and ``n_layers`` layers (None: the builder's default).
-    """
-    if name == "gaussian":
-        return []
-    if name == "spline":
-        return [Diagonal(dim), RQSpline(dim, bins=16, bound=4.0)]
-    kwargs = {"hidden": (hidden, hidden), "rng": rng}
-    if n_layers is not None:
-        kwargs["n_layers"] = n_layers
-    return PREBUILT[name](dim, **kwargs).layers
-
-
-def build_flow(layers: list[Layer], mean: np.ndarray, std: np.ndarray) -> Flow:
-    """``layers`` followed by a data-side :class:`Diagonal` x = std ⊙ h + mean (each (D,)), so the
-    layers below it see roughly standardized data and the flow works in data units."""
-    constant = np.flatnonzero(~(std > 0))
-    if constant.size:
-        raise ValueError(
-            f"column {constant[0] + 1} of the data is constant: a density needs spread in every "
-            "column"
-        )
-    data_side = Diagonal(len(mean))
-    data_side.params["log_scale"][:] = np.log(std)
-    data_side.params["beta"][:] = mean
-    return Flow([*layers, data_side])
+# -- building, loading and running flows -----------------------------------------------------------
+def build_prebuilt(name: str, dim: int, hidden: int, n_layers: int | None, rng: RNGLike) -> Flow:
+    """The prebuilt flow ``name`` (one of ``FLOWS``), with two hidden layers of ``hidden`` units
+    in its conditioner networks and ``n_layers`` layers (None: the builder's default)."""
+    options = {} if n_layers is None else {"n_layers": n_layers}
+    return build(name, dim, hidden=(hidden, hidden), rng=rng, **options)
 
 
 def load_flow(path: Path) -> Flow:
@@ -84,6 +61,58 @@ def load_flow(path: Path) -> Flow:
     if model.context_dim:
         raise ValueError(f"{path} is a conditional flow; the command line has no context to give")
     return model
+
+
+def log_prob_in_chunks(flow: Flow, x: np.ndarray) -> np.ndarray:
+    """``flow.log_prob(x)`` (N,), computed ``CHUNK_ROWS`` rows at a time: the same numbers up to
+    rounding (BLAS may add in another order for another number of rows)."""
+    return np.concatenate(
+        [flow.log_prob(x[i : i + CHUNK_ROWS]) for i in range(0, len(x), CHUNK_ROWS)]
+        or [np.zeros(0)]
+    )
+
+
+def sample_in_chunks(flow: Flow, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``flow.sample(n, rng)`` (n, D), drawn ``CHUNK_ROWS`` rows at a time from the one ``rng``
+    (its normal draws come in the same order, so the points are those of one call, up to the
+    rounding of BLAS on another number of rows)."""
+    chunks = [flow.sample(min(CHUNK_ROWS, n - i), rng) for i in range(0, n, CHUNK_ROWS)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, flow.dim))
+
+
+def check_points_size(n: int, dim: int, what: str) -> None:
+    """Refuse (ValueError) ``n`` points of ``dim`` coordinates above ``MAX_POINTS_BYTES``."""
+    size = n * dim * 8
+    if size > MAX_POINTS_BYTES:
+        raise ValueError(
+            f"{what} = {n} points of {dim} coordinates would take {size / 1e9:.3g} GB as float64, "
+            f"more than the command line's limit of {MAX_POINTS_BYTES / 1e9:.3g} GB "
+            f"(at most {MAX_POINTS_BYTES // (8 * dim)} points of {dim} coordinates)"
+        )
+
+
+@contextlib.contextmanager
+def staged_output(out: Path) -> Iterator[Path]:
+    """A fresh hidden directory inside ``out`` to write a run's files to; when the block succeeds
+    they replace their namesakes in ``out`` (``os.replace``), otherwise ``out`` is left as it was
+    (and removed again if this call created it, empty).
+
+    Creating the staging directory first checks that ``out`` is usable (a directory we can write
+    to) before any training starts.
+    """
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".incomplete-", dir=out))
+    succeeded = False
+    try:
+        yield stage
+        for path in sorted(stage.iterdir()):
+            os.replace(path, out / path.name)
+        succeeded = True
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created and not succeeded and not any(out.iterdir()):
+            out.rmdir()
 
 
 # -- points in users' files ------------------------------------------------------------------------

@@ -6,15 +6,30 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_command, int_at_least, load_flow, points_file, read_points, write_points
+import numpy as np
+
+from .common import (
+    add_command,
+    check_points_size,
+    int_at_least,
+    load_flow,
+    log_prob_in_chunks,
+    points_file,
+    read_points,
+    sample_in_chunks,
+    write_points,
+)
 
 MODEL_HELP = "a model.npz written by fit or fit-density"
 
 
 def sample_command(args: argparse.Namespace) -> int:
     """Draw N points from a saved flow and print them as CSV, one point per line (the shortest
-    numbers that read back as the same float64), or write them to FILE (.npy or .csv)."""
-    x = load_flow(args.model).sample(args.n, args.seed)
+    numbers that read back as the same float64), or write them to FILE (.npy or .csv). N points of
+    D coordinates may take at most 1 GiB (N·D·8 bytes)."""
+    flow = load_flow(args.model)
+    check_points_size(args.n, flow.dim, "-n")
+    x = sample_in_chunks(flow, args.n, np.random.default_rng(args.seed))
     write_points(x, args.out)
     if args.out is not None:
         print(f"saved {args.n} points to {args.out}")
@@ -30,7 +45,7 @@ def score_command(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{args.file} has points of {x.shape[1]} coordinates; {args.model} expects {flow.dim}"
         )
-    log_q = flow.log_prob(x)  # (N,)
+    log_q = log_prob_in_chunks(flow, x)  # (N,)
     if args.mean:
         print(repr(float(log_q.mean())))
     else:
