@@ -15,7 +15,7 @@ import pytest
 
 import npflows
 from npflows import cli, datasets, plotting
-from npflows.cli import common, fit_data
+from npflows.cli import common, fit_data, points
 from npflows.cli.common import FLOWS
 
 SMALL = ["--n-train", "3000", "--n-test", "3000", "--epochs", "12", "--no-progress"]
@@ -136,6 +136,12 @@ def small_plots(monkeypatch):
     monkeypatch.setattr(plotting, "GRID", 10)
 
 
+@pytest.fixture
+def no_plots(monkeypatch):
+    """Skip the density plot where a test is not about it (it is most of a tiny fit's time)."""
+    monkeypatch.setattr(plotting, "plot_fit", lambda *args, **kwargs: False)
+
+
 @pytest.fixture(scope="module")
 def moons_model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("moons")
@@ -170,7 +176,7 @@ def test_fit_reports_kl_for_a_data_set_with_a_known_density(tmp_path, capsys):
     assert abs(printed_nll(out) - np.log(32) - kl) < 1e-3  # NLL − H[p] = KL on the same points
 
 
-def test_the_data_side_layer_is_a_fixed_standardization_of_the_training_points(tmp_path):
+def test_the_data_side_layer_is_a_fixed_standardization_of_the_training_points(tmp_path, no_plots):
     x = datasets.get("banana").sample(400, rng=0) * [3.0, 0.01] + [100.0, -2.0]
     np.save(tmp_path / "x.npy", x)
     args = ["fit", "--data", str(tmp_path / "x.npy"), "--flow", "nice", *TINY]
@@ -182,7 +188,7 @@ def test_the_data_side_layer_is_a_fixed_standardization_of_the_training_points(t
     np.testing.assert_allclose(data_side.scale, x_train.std(axis=0), rtol=1e-14)
 
 
-def test_fit_on_a_csv_and_the_same_npy_file_gives_the_same_model(tmp_path, capsys):
+def test_fit_on_a_csv_and_the_same_npy_file_gives_the_same_model(tmp_path, capsys, no_plots):
     x = datasets.get("banana").sample(400, rng=0)
     csv, npy = tmp_path / "points.csv", tmp_path / "points.npy"
     csv.write_text("x1,x2\n" + "".join(f"{a!r},{b!r}\n" for a, b in x.tolist()))  # a header line
@@ -240,8 +246,8 @@ def test_fit_density_reports_elbo_log_z_and_ess(tmp_path, capsys):
     ("args", "message"),
     [
         (["fit", "--data", "missing.csv"], "missing.csv: No such file or directory"),
-        (["fit", "--data", "bad.csv"], "bad.csv: not a CSV of numbers"),
-        (["fit", "--data", "nan.csv"], "nan.csv: 1 row(s) with NaN or inf, the first is point 2"),
+        (["fit", "--data", "bad.csv"], "bad.csv: line 2, column 2 is 'x', not a number"),
+        (["fit", "--data", "nan.csv"], "nan.csv: point 2 has NaN or inf values"),
         (
             ["fit", "--data", "cube.npy"],
             "expected points in rows, shape (N, D), got shape (2, 2, 2)",
@@ -305,7 +311,7 @@ def moons_file(path: Path, scale: float, n: int = 1000) -> Path:
 
 
 @pytest.mark.parametrize("scale", [1e-200, 1e-4, 1e4, 1e200])
-def test_fitting_is_scale_equivariant(scale, tmp_path, capsys):
+def test_fitting_is_scale_equivariant(scale, tmp_path, capsys, no_plots):
     # The data-side map is fixed and absorbs the scale exactly: NLL(a·x) = NLL(x) + D log a.
     nlls = []
     for a in (1.0, scale):
@@ -322,7 +328,7 @@ def test_identical_rows_are_refused_naming_the_column(tmp_path, capsys):
     assert "column 1 of the data is (nearly) constant" in error_line(capsys)
 
 
-def test_diverging_run_keeps_the_previous_good_run(tmp_path, capsys):
+def test_diverging_run_keeps_the_previous_good_run(tmp_path, capsys, no_plots):
     out = tmp_path / "run"
     assert cli.main(["fit", *TINY_MOONS, "--flow", "realnvp", "--out", str(out)]) == 0
     capsys.readouterr()
@@ -397,7 +403,7 @@ def test_sampling_and_scoring_in_chunks_give_the_same_numbers(moons_model, monke
     np.testing.assert_allclose(common.log_prob_in_chunks(flow, x), flow.log_prob(x), rtol=1e-13)
 
 
-def test_the_gaussian_baseline_is_a_full_covariance_fit(tmp_path, capsys):
+def test_the_gaussian_baseline_is_a_full_covariance_fit(tmp_path, capsys, no_plots):
     stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(1)
     x = rng.standard_normal((500, 2)) @ [[2.0, 0.0], [1.5, 0.1]] + [5.0, -1.0]
@@ -409,3 +415,91 @@ def test_the_gaussian_baseline_is_a_full_covariance_fit(tmp_path, capsys):
     x_test, x_train = x[:50], x[50:]
     gauss = stats.multivariate_normal(x_train.mean(axis=0), np.cov(x_train.T, bias=True))
     assert printed == pytest.approx(-gauss.logpdf(x_test).mean(), abs=1e-4)
+
+
+# -- users' files: delimiters, headers, index columns, errors, streaming (issue 12 item 6) -------
+POINTS = np.array([[0.5, -1.25], [2.0, 3.0], [-4.5, 1e-3]])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0.5,-1.25\n2,3\n-4.5,0.001\n",
+        "a;b\n0.5;-1.25\n2;3\n-4.5;0.001\n",
+        "x\ty\n0.5\t-1.25\n2\t3\n-4.5\t0.001\n",
+        "0.5   -1.25\n  2 3\n-4.5  0.001\n",
+        "a, b\n0.5, -1.25\n2, 3\n\n-4.5, 0.001\r\n",
+    ],
+    ids=["comma", "semicolon-header", "tab-header", "spaces", "comma-space-blank-line"],
+)
+def test_delimiters_and_headers_are_detected(text, tmp_path):
+    (tmp_path / "p.csv").write_text(text)
+    np.testing.assert_array_equal(points.read_points(tmp_path / "p.csv"), POINTS)
+
+
+def test_a_binary_file_is_refused_as_not_text(tmp_path):
+    (tmp_path / "p.csv").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ValueError, match="p.csv: not a UTF-8 text file"):
+        points.read_points(tmp_path / "p.csv")
+
+
+def test_one_column_without_delimiters(tmp_path):
+    (tmp_path / "p.csv").write_text("value\n1.5\n-2\n3e-5\n")
+    np.testing.assert_array_equal(points.read_points(tmp_path / "p.csv"), [[1.5], [-2.0], [3e-5]])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,b\n" + "1,2\n" * 6 + "1,\n", "p.csv: line 8, column 2 is empty"),
+        ("1,2\n3,4\n5,x\n", "p.csv: line 3, column 2 is 'x', not a number"),
+        ("1,2\n3,4,5\n", "p.csv: line 2 has 3 values, the lines before have 2"),
+        ("a,b\n", "p.csv: no points in the file"),
+        (",a,b\n0,1,2\n1,3,4\n", "column 1 is a row index (header '', values 0, 1, 2, …)"),
+    ],
+)
+def test_file_errors_name_the_line_and_column(text, message, tmp_path):
+    (tmp_path / "p.csv").write_text(text)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        points.read_points(tmp_path / "p.csv")
+
+
+def test_a_pandas_index_column_is_dropped_with_skip_columns(tmp_path, capsys, no_plots):
+    x = datasets.get("banana").sample(200, rng=0)
+    text = ",x1,x2\n" + "".join(f"{i},{a!r},{b!r}\n" for i, (a, b) in enumerate(x.tolist()))
+    (tmp_path / "p.csv").write_text(text)
+    np.testing.assert_array_equal(points.read_points(tmp_path / "p.csv", skip_columns=1), x)
+    args = ["fit", "--data", str(tmp_path / "p.csv"), "--flow", "nice", *TINY]
+    assert cli.main([*args, "--out", str(tmp_path / "o")]) == 1
+    assert "pass --skip-columns 1" in error_line(capsys)
+    assert cli.main([*args, "--skip-columns", "1", "--out", str(tmp_path / "o")]) == 0
+    assert "in 2-D" in capsys.readouterr().out
+
+
+def test_score_streams_chunks_and_prints_the_same_numbers(
+    moons_model, tmp_path, monkeypatch, capsys
+):
+    x = datasets.get("moons").sample(50, rng=5)
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "x.csv").write_text("".join(f"{a!r};{b!r}\n" for a, b in x.tolist()))
+    runs = {}
+    for chunk in (7, 2**16):
+        monkeypatch.setattr(common, "CHUNK_ROWS", chunk)
+        for name in ("x.npy", "x.csv"):
+            assert cli.main(["score", str(moons_model), str(tmp_path / name)]) == 0
+            runs[chunk, name] = np.array(capsys.readouterr().out.split(), dtype=float)
+            assert cli.main(["score", str(moons_model), str(tmp_path / name), "--mean"]) == 0
+            runs[chunk, name, "mean"] = float(capsys.readouterr().out)
+    expected = npflows.load(moons_model).log_prob(x)
+    for key, value in runs.items():
+        if "mean" in key:
+            assert value == runs[7, "x.npy", "mean"]  # exact sums: the chunks do not matter
+            assert value == pytest.approx(expected.mean(), rel=1e-13)
+        else:
+            np.testing.assert_allclose(value, expected, rtol=1e-13)
+
+
+def test_skip_columns_applies_to_files_only(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "--data", "moons", "--skip-columns", "1"])
+    assert "--skip-columns applies to a file" in capsys.readouterr().err

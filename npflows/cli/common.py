@@ -6,13 +6,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import inspect
-import io
 import os
 import shutil
-import sys
 import tempfile
 import textwrap
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -115,67 +112,6 @@ def staged_output(out: Path) -> Iterator[Path]:
             out.rmdir()
 
 
-# -- points in users' files ------------------------------------------------------------------------
-def read_points(path: Path) -> np.ndarray:
-    """The points in a .npy file (a numeric array, (N, D), or (N,) for one coordinate) or a .csv
-    file (numbers separated by commas, one point per line, an optional header line; the path ``-``
-    reads it from standard input), as float64 of shape (N, D).
-
-    Raises:
-        ValueError: saying what is wrong with the file: not numbers, no rows, rows of different
-            lengths, more than two dimensions, or rows with NaN or inf.
-    """
-    if path.suffix.lower() == ".npy":
-        try:
-            x = np.load(path, allow_pickle=False)
-        except (ValueError, EOFError) as error:
-            raise ValueError(f"{path}: not a numeric .npy array ({error})") from None
-        if not isinstance(x, np.ndarray):
-            raise ValueError(f"{path}: an .npz archive, not one .npy array")
-    else:
-        x = _parse_csv(path, sys.stdin.read() if str(path) == "-" else path.read_text())
-    if x.dtype.kind not in "iuf":
-        raise ValueError(f"{path}: expected numbers, got an array of dtype {x.dtype}")
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2 or x.size == 0:
-        raise ValueError(f"{path}: expected points in rows, shape (N, D), got shape {x.shape}")
-    x = x.astype(np.float64)
-    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
-    if bad.size:
-        raise ValueError(
-            f"{path}: {bad.size} row(s) with NaN or inf, the first is point {bad[0] + 1}; "
-            "remove or fix them"
-        )
-    return x
-
-
-def _parse_csv(path: Path, text: str) -> np.ndarray:
-    """Numbers separated by commas, (N, D); one header line is skipped if the first fails."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # loadtxt warns of an empty file; read_points says so
-        try:
-            return np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2)
-        except ValueError as error:
-            try:
-                return np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, skiprows=1)
-            except ValueError:
-                raise ValueError(f"{path}: not a CSV of numbers: {error}") from None
-
-
-def write_points(x: np.ndarray, path: Path | None) -> None:
-    """Rows of ``x`` (N, D) to a .npy or .csv ``path``, or as CSV to standard output (None). CSV
-    numbers are written in the shortest form that reads back as the same float64."""
-    if path is not None and path.suffix.lower() == ".npy":
-        np.save(path, x)
-        return
-    text = "".join(",".join(map(repr, row)) + "\n" for row in x.tolist())
-    if path is None:
-        sys.stdout.write(text)
-    else:
-        path.write_text(text)
-
-
 # -- arguments -------------------------------------------------------------------------------------
 def int_at_least(low: int) -> Callable[[str], int]:
     """An argparse ``type``: an integer ≥ ``low``, else a usage error."""
@@ -200,6 +136,18 @@ def points_file(text: str) -> Path:
     if text != "-" and Path(text).suffix.lower() not in (".npy", ".csv"):
         raise argparse.ArgumentTypeError(f"expected a .npy or .csv file, got {text!r}")
     return Path(text)
+
+
+def add_skip_columns(p: argparse.ArgumentParser) -> None:
+    """The option that drops leading columns of a points file (an index column, say)."""
+    p.add_argument(
+        "--skip-columns",
+        type=int_at_least(0),
+        default=0,
+        metavar="K",
+        help="drop the first K columns of the file, e.g. 1 for the index column\n"
+        "pandas' to_csv writes (default: 0)",
+    )
 
 
 def listed(names) -> str:

@@ -19,16 +19,17 @@ from .common import (
     POSITIVE,
     UsageError,
     add_command,
+    add_skip_columns,
     add_training_options,
     build_prebuilt,
     check_points_size,
     int_at_least,
     listed,
     log_prob_in_chunks,
-    read_points,
     staged_output,
     stderr,
 )
+from .points import read_points
 
 DEFAULTS = {  # option: (its default for 1-D data, for data of two or more dimensions)
     "flow": ("spline", "nsf"),
@@ -125,6 +126,8 @@ def fit_command(args: argparse.Namespace) -> int:
 def load_data(args: argparse.Namespace, rng_data, rng_test):
     """(the built-in data set, or None for a file; training points; test points)."""
     if isinstance(args.data, str):
+        if args.skip_columns:
+            raise UsageError("--skip-columns applies to a file, not to a built-in data set")
         dataset = datasets.get(args.data)
         n_train = DEFAULTS["n_train"][dataset.dim > 1] if args.n_train is None else args.n_train
         n_test = N_TEST if args.n_test is None else args.n_test
@@ -133,7 +136,7 @@ def load_data(args: argparse.Namespace, rng_data, rng_test):
         return dataset, dataset.sample(n_train, rng_data), dataset.sample(n_test, rng_test)
     if args.n_train is not None or args.n_test is not None:
         raise UsageError("--n-train and --n-test apply to built-in data sets, not to a file")
-    x = rng_data.permutation(read_points(args.data))
+    x = rng_data.permutation(read_points(args.data, args.skip_columns))
     if len(x) < MIN_FILE_ROWS:
         raise ValueError(
             f"{args.data} has {len(x)} row(s); fit needs at least {MIN_FILE_ROWS} points (10% are "
@@ -231,6 +234,7 @@ def add_parsers(commands) -> None:
     p.add_argument(
         "--lr", type=float, metavar="RATE", help=f"Adam's step size; {per_dim_default('lr')}"
     )
+    add_skip_columns(p)
     add_training_options(p, "the data, the split, the flow and the batches", "runs/<data>")
 
 

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from . import common
 from .common import (
     add_command,
+    add_skip_columns,
     check_points_size,
     int_at_least,
     load_flow,
-    log_prob_in_chunks,
     points_file,
-    read_points,
     sample_in_chunks,
-    write_points,
 )
+from .points import iter_points, write_points
 
 MODEL_HELP = "a model.npz written by fit or fit-density"
 
@@ -38,18 +39,25 @@ def sample_command(args: argparse.Namespace) -> int:
 
 def score_command(args: argparse.Namespace) -> int:
     """Print log q(x) in nats for each row x of FILE, one per line, under the saved flow q (or, with
-    --mean, their mean)."""
+    --mean, their mean). The file is read and scored a chunk of rows at a time (a .npy file
+    memory-mapped), so it may be larger than memory; the mean is summed exactly (math.fsum), so
+    it does not depend on the chunks."""
     flow = load_flow(args.model)
-    x = read_points(args.file)
-    if x.shape[1] != flow.dim:
-        raise ValueError(
-            f"{args.file} has points of {x.shape[1]} coordinates; {args.model} expects {flow.dim}"
-        )
-    log_q = log_prob_in_chunks(flow, x)  # (N,)
+    total, count = [], 0
+    for x in iter_points(args.file, args.skip_columns, common.CHUNK_ROWS):
+        if x.shape[1] != flow.dim:
+            raise ValueError(
+                f"{args.file} has points of {x.shape[1]} coordinates; {args.model} expects "
+                f"{flow.dim}"
+            )
+        log_q = flow.log_prob(x)  # (N_chunk,)
+        if args.mean:
+            total.append(math.fsum(log_q.tolist()))
+            count += len(log_q)
+        else:
+            sys.stdout.write("".join(f"{v!r}\n" for v in log_q.tolist()))
     if args.mean:
-        print(repr(float(log_q.mean())))
-    else:
-        sys.stdout.write("".join(f"{v!r}\n" for v in log_q.tolist()))
+        print(repr(math.fsum(total) / count))
     return 0
 
 
@@ -75,3 +83,4 @@ def add_parsers(commands) -> None:
         help="a .npy or .csv file of points, one per row; - reads CSV from standard input",
     )
     p.add_argument("--mean", action="store_true", help="print only the mean over the rows")
+    add_skip_columns(p)
