@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import importlib.util
 import io
 import os
@@ -503,3 +504,39 @@ def test_skip_columns_applies_to_files_only(capsys):
     with pytest.raises(SystemExit):
         cli.main(["fit", "--data", "moons", "--skip-columns", "1"])
     assert "--skip-columns applies to a file" in capsys.readouterr().err
+
+
+# -- the console script, --version and BLAS threads (issue 12 item 7) ---------------------------
+def test_version_and_the_console_script_entry_point(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"npflows {npflows.__version__}\n"
+    setup = configparser.ConfigParser()
+    setup.read(Path(__file__).parents[1] / "setup.cfg")
+    scripts = setup["options.entry_points"]["console_scripts"].split("\n")
+    assert "npflows = npflows.cli:main" in [line.strip() for line in scripts]
+
+
+@pytest.mark.parametrize("variable", [None, "OPENBLAS_NUM_THREADS"])
+def test_commands_run_with_one_blas_thread_unless_the_user_chose(
+    variable, tmp_path, monkeypatch, capsys
+):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.chdir(tmp_path)
+    for name in cli.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    if variable:
+        monkeypatch.setenv(variable, "2")
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.extend(
+            p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"
+        )
+        raise npflows.TrainingDiverged("stopped by the test")
+
+    monkeypatch.setattr(fit_data, "fit", record)
+    before = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    assert cli.main(["fit", *TINY_MOONS, "--out", "o"]) == 1
+    assert seen == (before if variable else [1] * len(before))
