@@ -286,6 +286,12 @@ def test_failures_exit_1_with_one_line(args, message, moons_model, tmp_path, mon
         (["score", "m.npz", "x.json"], "expected a .npy or .csv file"),
         (["fit-density", "--target", "nosuch"], "invalid choice: 'nosuch'"),
         (["sample", "m.npz"], "the following arguments are required: -n"),
+        (["fit", "--lr", "nan"], "argument --lr: must be a finite number > 0, got 'nan'"),
+        (["fit", "--lr", "0"], "argument --lr: must be a finite number > 0"),
+        (["fit-density", "--lr", "-1"], "argument --lr: must be a finite number > 0"),
+        (["fit", "--lr", "fast"], "argument --lr: expected a number, got 'fast'"),
+        (["fit", "--seed", "-1"], "argument --seed: must be at least 0, got -1"),
+        (["sample", "m.npz", "-n", "1e11"], "argument -n: expected an integer, got '1e11'"),
     ],
 )
 def test_usage_errors_exit_2(args, message, tmp_path, monkeypatch, capsys):
@@ -342,6 +348,19 @@ def test_diverging_run_keeps_the_previous_good_run(tmp_path, capsys, no_plots):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no leftovers either
 
 
+def test_an_interrupt_keeps_the_previous_run_and_exits_130(tmp_path, monkeypatch, capsys):
+    (tmp_path / "model.npz").write_text("the previous model")
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit_data, "fit", interrupt)
+    assert cli.main(["fit", *TINY_MOONS, "--out", str(tmp_path)]) == 130
+    assert "interrupted" in error_line(capsys)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
+    assert (tmp_path / "model.npz").read_text() == "the previous model"
+
+
 def test_a_failed_run_does_not_leave_a_new_empty_directory(tmp_path, capsys):
     out = tmp_path / "new" / "run"
     assert cli.main(["fit", *TINY_MOONS, "--lr", "100", "--out", str(out)]) == 1
@@ -385,6 +404,7 @@ def test_a_read_only_output_directory_fails_before_training(tmp_path, capsys):
             "--n-train = 100000000000 points of 2 coordinates would take 1.6e+03 GB",
         ),
         (["fit", "--data", "moons", "--n-test", "67108865", "--out", "o"], "more than the"),
+        (["fit-density", "--n-eval", "100000000", "--out", "o"], "--n-eval = 100000000 points"),
     ],
 )
 def test_huge_point_counts_are_refused_with_the_size(args, message, moons_model, capsys):

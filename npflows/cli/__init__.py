@@ -6,7 +6,8 @@
   score        the log-density of each row of a file under a saved model
   fit-density  train a flow by reverse KL to an unnormalized target density
 
-Exit codes: 0 on success, 2 for a usage error, 1 (with one "error: ..." line) for a failure.
+Exit codes: 0 on success, 2 for a usage error, 1 (with one "error: ..." line) for a failure, 130
+when interrupted (Ctrl-C).
 
 BLAS threads: the flows here are small (two hidden layers of 64 units by default), and on a busy
 machine several BLAS threads per matrix product cost more than they save. When threadpoolctl is
@@ -74,6 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             error = f"{error.filename}: {error.strerror}"
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(
+            "error: interrupted; an output directory keeps its previous files",
+            file=sys.stderr,
+        )
+        return 130
     except MemoryError:
         print(
             "error: out of memory; use fewer points (a file: fewer rows) or a smaller flow",

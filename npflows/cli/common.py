@@ -129,6 +129,18 @@ def int_at_least(low: int) -> Callable[[str], int]:
 
 
 POSITIVE = int_at_least(1)
+SEED = int_at_least(0)
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite number > 0 (a learning rate), else a usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
 
 
 def points_file(text: str) -> Path:
@@ -180,7 +192,7 @@ def add_training_options(p: argparse.ArgumentParser, seeded: str, out: str) -> N
         help="layers of a prebuilt flow (default: its own; see npflows.flows)",
     )
     p.add_argument(
-        "--seed", type=int, default=0, metavar="INT", help=f"seed for {seeded} (default: 0)"
+        "--seed", type=SEED, default=0, metavar="INT", help=f"seed for {seeded} (default: 0)"
     )
     p.add_argument("--out", type=Path, metavar="DIR", help=f"output directory (default: {out})")
     p.add_argument("--no-progress", action="store_true", help="do not show training progress")

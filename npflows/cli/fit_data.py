@@ -26,6 +26,7 @@ from .common import (
     int_at_least,
     listed,
     log_prob_in_chunks,
+    positive_float,
     staged_output,
     stderr,
 )
@@ -133,6 +134,7 @@ def load_data(args: argparse.Namespace, rng_data, rng_test):
         n_test = N_TEST if args.n_test is None else args.n_test
         check_points_size(n_train, dataset.dim, "--n-train")
         check_points_size(n_test, dataset.dim, "--n-test")
+        check_points_size(args.batch_size or 0, dataset.dim, "--batch-size")
         return dataset, dataset.sample(n_train, rng_data), dataset.sample(n_test, rng_test)
     if args.n_train is not None or args.n_test is not None:
         raise UsageError("--n-train and --n-test apply to built-in data sets, not to a file")
@@ -232,7 +234,10 @@ def add_parsers(commands) -> None:
     p.add_argument("--epochs", type=POSITIVE, metavar="N", help=per_dim_default("epochs"))
     p.add_argument("--batch-size", type=POSITIVE, metavar="N", help=per_dim_default("batch_size"))
     p.add_argument(
-        "--lr", type=float, metavar="RATE", help=f"Adam's step size; {per_dim_default('lr')}"
+        "--lr",
+        type=positive_float,
+        metavar="RATE",
+        help=f"Adam's step size; {per_dim_default('lr')}",
     )
     add_skip_columns(p)
     add_training_options(p, "the data, the split, the flow and the batches", "runs/<data>")

@@ -20,8 +20,10 @@ from .common import (
     add_command,
     add_training_options,
     build_prebuilt,
+    check_points_size,
     int_at_least,
     listed,
+    positive_float,
     staged_output,
 )
 
@@ -37,6 +39,8 @@ def fit_density_command(args: argparse.Namespace) -> int:
     diverges exits 1 and leaves DIR as it was."""
     rng_init, rng_fit = map(np.random.default_rng, np.random.SeedSequence(args.seed).spawn(2))
     target = targets.get_target(args.target)
+    check_points_size(args.batch_size, target.dim, "--batch-size")
+    check_points_size(args.n_eval, target.dim, "--n-eval")
     flow = build_prebuilt(args.flow, target.dim, args.hidden, args.layers, rng_init)
     if args.flow != "gaussian":  # a learned affine map next to the target, as in a fit to data
         flow = Flow([*flow.layers, Diagonal(target.dim)], base=flow.base)
@@ -126,7 +130,11 @@ def add_parsers(commands) -> None:
         help="base draws per step (default: %(default)s)",
     )
     p.add_argument(
-        "--lr", type=float, default=1e-3, metavar="RATE", help="Adam's step size (default: 0.001)"
+        "--lr",
+        type=positive_float,
+        default=1e-3,
+        metavar="RATE",
+        help="Adam's step size (default: 0.001)",
     )
     p.add_argument(
         "--n-eval",

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import common
 from .common import (
+    SEED,
     add_command,
     add_skip_columns,
     check_points_size,
@@ -66,7 +67,7 @@ def add_parsers(commands) -> None:
     p = add_command(commands, "sample", sample_command, "draw points from a saved model")
     p.add_argument("model", type=Path, metavar="MODEL", help=MODEL_HELP)
     p.add_argument("-n", type=int_at_least(0), required=True, metavar="N", help="how many points")
-    p.add_argument("--seed", type=int, metavar="INT", help="default: fresh randomness")
+    p.add_argument("--seed", type=SEED, metavar="INT", help="default: fresh randomness")
     p.add_argument(
         "--out",
         type=points_file,
