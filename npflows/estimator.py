@@ -156,10 +156,10 @@ class FlowDensity:
             )
         if self.standardize:
             flow = standardized(flow, X)
-            self.mean_, self.scale_ = flow.layers[-1].mean.copy(), flow.layers[-1].scale.copy()
+            mean, scale = flow.layers[-1].mean.copy(), flow.layers[-1].scale.copy()
         else:
-            self.mean_, self.scale_ = np.zeros(dim), np.ones(dim)
-        self.history_: History = fit(
+            mean, scale = np.zeros(dim), np.ones(dim)
+        history = fit(
             flow,
             X,
             epochs=self.epochs,
@@ -170,7 +170,10 @@ class FlowDensity:
             rng=options["rng"],
             progress=self.progress,
         )
+        # Set only now, together: a fit that raises leaves a previous fit's attributes as they were.
         self.flow_: Flow = flow
+        self.history_: History = history
+        self.mean_, self.scale_ = mean, scale
         self.n_features_in_ = dim
         return self
 

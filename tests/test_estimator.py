@@ -167,3 +167,14 @@ def test_unfitted_use_raises_not_fitted_error():
         with pytest.raises(NotFittedError, match="not fitted yet"):
             call(small())
     assert issubclass(NotFittedError, ValueError) and issubclass(NotFittedError, AttributeError)
+
+
+def test_a_failed_refit_leaves_the_previous_fit_intact():
+    est = small(epochs=1).fit(data(200))
+    before = est.flow_, est.mean_, est.score_samples(data(5, seed=2))
+    with pytest.raises(ValueError, match="constant"):
+        est.fit(np.column_stack([np.arange(300.0), np.ones(300)]))
+    with pytest.raises(ValueError, match="at least 3 samples"):
+        est.fit(np.ones((2, 2)))
+    assert est.flow_ is before[0] and est.mean_ is before[1] and est.n_features_in_ == 2
+    np.testing.assert_array_equal(est.score_samples(data(5, seed=2)), before[2])

@@ -210,7 +210,9 @@ def add_parsers(commands) -> None:
         default="bimodal",
         metavar="NAME|FILE",
         help=f"a built-in data set:\n{listed(datasets.DATASETS)};\n"
-        "or a .npy/.csv file of points, one per row (default: %(default)s)",
+        "or a .npy/.csv file of points, one per row (the delimiter, comma,\n"
+        "semicolon, tab or spaces, and a header line are detected)\n"
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--flow",
@@ -223,7 +225,8 @@ def add_parsers(commands) -> None:
         type=int_at_least(2),
         metavar="N",
         help="points drawn from a built-in data set for training, 10%% of them for\n"
-        f"validation ({per_dim_default('n_train')})",
+        f"validation ({per_dim_default('n_train')});\n"
+        "at most 1 GiB of points (N·D·8 bytes)",
     )
     p.add_argument(
         "--n-test",
