@@ -128,6 +128,7 @@ class FlowDensity:
     def fit(self, X, y=None) -> FlowDensity:
         """Build the flow and train it on X (n_samples, n_features) by maximum likelihood; ``y``
         is ignored. Returns self."""
+        self._check_hyperparameters()
         X = _as_samples(X)
         n, dim = X.shape
         if n < MIN_ROWS:
@@ -177,6 +178,35 @@ class FlowDensity:
         self.n_features_in_ = dim
         return self
 
+    def _check_hyperparameters(self) -> None:
+        """TypeError/ValueError naming a hyperparameter that cannot work (``fit`` checks the
+        training ones: epochs, batch_size, lr's range, validation_fraction, patience)."""
+        if self.flow != "auto" and self.flow not in flow_names.BUILDERS:
+            raise ValueError(
+                f"flow must be 'auto' or one of {sorted(flow_names.BUILDERS)}, got {self.flow!r}"
+            )
+        hidden = self.hidden
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+            raise TypeError(f"hidden must be a sequence of positive integers, got {hidden!r}")
+        if not all(_is_int(h) and h >= 1 for h in hidden):
+            raise ValueError(f"hidden must be a sequence of positive integers, got {hidden!r}")
+        if self.flow_kwargs is not None:
+            if not isinstance(self.flow_kwargs, dict):
+                raise TypeError(f"flow_kwargs must be None or a dict, got {self.flow_kwargs!r}")
+            own = sorted({"hidden", "n_layers", "rng"} & set(self.flow_kwargs))
+            if own:
+                raise ValueError(
+                    f"flow_kwargs must not hold {own}: set FlowDensity's own hidden, n_layers "
+                    "and random_state instead"
+                )
+        for name in ("standardize", "progress"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if isinstance(self.lr, (bool, np.bool_)) or not isinstance(
+            self.lr, (int, float, np.number)
+        ):
+            raise TypeError(f"lr must be a number, got {self.lr!r}")
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "flow_"):
             raise NotFittedError(
@@ -202,11 +232,15 @@ class FlowDensity:
     def sample(self, n_samples: int = 1, random_state: RNGLike = None) -> np.ndarray:
         """Draw ``n_samples`` rows, shape (n_samples, n_features)."""
         self._check_fitted()
-        if isinstance(n_samples, (bool, np.bool_)) or not isinstance(n_samples, (int, np.integer)):
+        if not _is_int(n_samples):
             raise TypeError(f"n_samples must be an integer, got {n_samples!r}")
         if n_samples < 0:
             raise ValueError(f"n_samples must be non-negative, got {n_samples}")
         return self.flow_.sample(int(n_samples), random_state)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _as_samples(X) -> np.ndarray:

@@ -74,7 +74,7 @@ def test_same_random_state_same_model():
 def test_refusals():
     with pytest.raises(ValueError, match="not fitted"):
         small().score_samples(np.zeros((1, 2)))
-    with pytest.raises(ValueError, match="flow must be one of"):
+    with pytest.raises(ValueError, match="flow must be 'auto' or one of"):
         small(flow="glow").fit(data(100))
     with pytest.raises(ValueError, match="Expected 2D array, got 1D array"):
         small().fit(np.zeros(10))
@@ -178,3 +178,23 @@ def test_a_failed_refit_leaves_the_previous_fit_intact():
         est.fit(np.ones((2, 2)))
     assert est.flow_ is before[0] and est.mean_ is before[1] and est.n_features_in_ == 2
     np.testing.assert_array_equal(est.score_samples(data(5, seed=2)), before[2])
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "message"),
+    [
+        ({"hidden": 64}, TypeError, "hidden must be a sequence of positive integers, got 64"),
+        ({"hidden": "64"}, TypeError, "hidden must be a sequence"),
+        ({"hidden": (16, 0)}, ValueError, "hidden must be a sequence of positive integers"),
+        ({"hidden": (16.0,)}, ValueError, "hidden must be a sequence of positive integers"),
+        ({"flow_kwargs": "x"}, TypeError, "flow_kwargs must be None or a dict"),
+        ({"flow_kwargs": {"hidden": (3,)}}, ValueError, r"flow_kwargs must not hold \['hidden'\]"),
+        ({"standardize": "no"}, TypeError, "standardize must be True or False"),
+        ({"progress": 1}, TypeError, "progress must be True or False"),
+        ({"lr": "0.1"}, TypeError, "lr must be a number, got '0.1'"),
+        ({"flow": 3}, ValueError, "flow must be 'auto' or one of"),
+    ],
+)
+def test_bad_hyperparameters_are_named_at_fit(params, error, message):
+    with pytest.raises(error, match=message):
+        small(**params).fit(data(100))
