@@ -456,6 +456,7 @@ POINTS = np.array([[0.5, -1.25], [2.0, 3.0], [-4.5, 1e-3]])
 def test_delimiters_and_headers_are_detected(text, tmp_path):
     (tmp_path / "p.csv").write_text(text)
     np.testing.assert_array_equal(points.read_points(tmp_path / "p.csv"), POINTS)
+    np.testing.assert_array_equal(points.read_points(tmp_path / "p.csv", chunk_rows=2), POINTS)
 
 
 def test_a_binary_file_is_refused_as_not_text(tmp_path):
@@ -475,14 +476,17 @@ def test_one_column_without_delimiters(tmp_path):
         ("a,b\n" + "1,2\n" * 6 + "1,\n", "p.csv: line 8, column 2 is empty"),
         ("1,2\n3,4\n5,x\n", "p.csv: line 3, column 2 is 'x', not a number"),
         ("1,2\n3,4,5\n", "p.csv: line 2 has 3 values, the lines before have 2"),
+        ("1,2\n3,4\n5,6\n7,8,9\n", "p.csv: line 4 has 3 values, the lines before have 2"),
+        ("1,2\n3,4\n5,6\n7,8\n9,1_0\n", "p.csv: line 5, column 2 is '1_0', not a number"),
         ("a,b\n", "p.csv: no points in the file"),
         (",a,b\n0,1,2\n1,3,4\n", "column 1 is a row index (header '', values 0, 1, 2, …)"),
     ],
 )
-def test_file_errors_name_the_line_and_column(text, message, tmp_path):
+@pytest.mark.parametrize("chunk_rows", [2, 2**16])
+def test_file_errors_name_the_line_and_column(text, message, chunk_rows, tmp_path):
     (tmp_path / "p.csv").write_text(text)
     with pytest.raises(ValueError, match=re.escape(message)):
-        points.read_points(tmp_path / "p.csv")
+        points.read_points(tmp_path / "p.csv", chunk_rows=chunk_rows)
 
 
 def test_a_pandas_index_column_is_dropped_with_skip_columns(tmp_path, capsys, no_plots):

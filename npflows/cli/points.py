@@ -13,7 +13,7 @@ import contextlib
 import csv
 import itertools
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -86,38 +86,64 @@ def _text_chunks(
     with contextlib.nullcontext(sys.stdin) if stdin else open(path, encoding="utf-8") as file:
         try:
             head = list(itertools.islice(file, SNIFF_LINES))
-            split = _splitter(head)
-            lines = enumerate(itertools.chain(head, file), start=1)
-            yield from _parse(path, lines, split, chunk_rows, check_index)
+            split, delimiter = _splitter(head)
+            numbered = enumerate(itertools.chain(head, file), start=1)
+            lines = ((number, line) for number, line in numbered if line.strip())
+            first = next(lines, None)
+            if first is None:
+                return
+            header = split(first[1].rstrip("\r\n"))
+            if _numbers(header) is not None:  # a first line that is not all numbers is a header
+                header, lines = None, itertools.chain([first], lines)
+            width, first_row = None, 0
+            while block := list(itertools.islice(lines, chunk_rows)):
+                chunk = _parse_block(path, block, split, delimiter)
+                if width is None:
+                    width = chunk.shape[1]
+                elif chunk.shape[1] != width:
+                    raise ValueError(
+                        f"{path}: line {block[0][0]} has {chunk.shape[1]} values, the lines "
+                        f"before have {width}"
+                    )
+                if check_index and first_row == 0:
+                    _refuse_index(path, header, chunk)
+                yield chunk, first_row
+                first_row += len(chunk)
         except UnicodeDecodeError as error:
             raise ValueError(f"{path}: not a UTF-8 text file of numbers ({error})") from None
 
 
 def _splitter(head: list[str]):
-    """A function from a line to its cells, for the delimiter the first lines use."""
+    """(a function from a line to its cells, the delimiter for numpy: None for whitespace), for
+    the delimiter the first lines use."""
     sample = "".join(line for line in head if line.strip())
     try:
         delimiter = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
     except csv.Error:  # one column, or nothing to detect
         delimiter = next((d for d in DELIMITERS if d in sample.strip()), None)
     if delimiter in (None, " ", "\t"):
-        return str.split  # runs of whitespace are one separator
-    return lambda line: [cell.strip() for cell in next(csv.reader([line], delimiter=delimiter))]
+        return str.split, None  # runs of whitespace are one separator
+
+    def split(line: str) -> list[str]:
+        return [cell.strip() for cell in next(csv.reader([line], delimiter=delimiter))]
+
+    return split, delimiter
 
 
-def _parse(path, lines: Iterable[tuple[int, str]], split, chunk_rows, check_index):
-    """Rows of numbers from (line number, text) pairs; a first non-numeric line is the header."""
-    rows: list[list[float]] = []
-    header, width, first_row = None, None, 0
-    for number, line in lines:
-        if not line.strip():
-            continue
+def _parse_block(path, block: list[tuple[int, str]], split, delimiter) -> np.ndarray:
+    """The numbers of (line number, text) pairs, (n, width): numpy's parser first (fast), and
+    where it fails, line by line, to say which line and column is wrong."""
+    try:
+        return np.loadtxt(
+            [line for _, line in block], delimiter=delimiter, ndmin=2, comments=None, quotechar='"'
+        )
+    except ValueError:
+        pass
+    rows, width = [], None
+    for number, line in block:
         cells = split(line.rstrip("\r\n"))
         values = _numbers(cells)
         if values is None:
-            if header is None and width is None:
-                header = cells
-                continue
             column = next(i for i, c in enumerate(cells) if _number(c) is None)
             what = "is empty" if not cells[column] else f"is {cells[column]!r}, not a number"
             raise ValueError(f"{path}: line {number}, column {column + 1} {what}")
@@ -128,18 +154,12 @@ def _parse(path, lines: Iterable[tuple[int, str]], split, chunk_rows, check_inde
                 f"{path}: line {number} has {len(values)} values, the lines before have {width}"
             )
         rows.append(values)
-        if len(rows) == chunk_rows:
-            chunk = np.array(rows)
-            _refuse_index_values(path, header, chunk, first_row, check_index)
-            yield chunk, first_row
-            first_row, rows = first_row + len(rows), []
-    if rows:
-        chunk = np.array(rows)
-        _refuse_index_values(path, header, chunk, first_row, check_index)
-        yield chunk, first_row
+    return np.array(rows)
 
 
 def _number(cell: str) -> float | None:
+    if "_" in cell:  # Python reads "1_0" as 10; numpy's parser, and so this reader, does not
+        return None
     try:
         return float(cell)
     except ValueError:
@@ -151,16 +171,10 @@ def _numbers(cells: list[str]) -> list[float] | None:
     return None if any(v is None for v in values) else values
 
 
-def _refuse_index_values(path, header, chunk, first_row: int, check_index: bool) -> None:
+def _refuse_index(path, header: list[str] | None, chunk: np.ndarray) -> None:
     """Refuse a first column written by pandas' ``to_csv`` index: header "" or "Unnamed: 0" and
     values 0, 1, 2, … (checked on the first chunk)."""
-    if (
-        not check_index
-        or first_row
-        or header is None
-        or header[0] not in ("", "Unnamed: 0")
-        or chunk.shape[1] < 2
-    ):
+    if header is None or header[0] not in ("", "Unnamed: 0") or chunk.shape[1] < 2:
         return
     if np.array_equal(chunk[:, 0], np.arange(len(chunk))):
         raise ValueError(
