@@ -564,3 +564,12 @@ def test_commands_run_with_one_blas_thread_unless_the_user_chose(
     before = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
     assert cli.main(["fit", *TINY_MOONS, "--out", "o"]) == 1
     assert seen == (before if variable else [1] * len(before))
+
+
+def test_score_says_when_a_log_density_is_below_float64(moons_model, tmp_path, capsys):
+    np.save(tmp_path / "far.npy", np.array([[0.5, 0.0], [1e200, 0.0]]))
+    assert cli.main(["score", str(moons_model), str(tmp_path / "far.npy")]) == 0
+    captured = capsys.readouterr()
+    values = captured.out.split()
+    assert np.isfinite(float(values[0])) and values[1] == "-inf"
+    assert captured.err.startswith("note: 1 point(s) have a log-density below the most negative")

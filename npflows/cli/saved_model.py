@@ -44,7 +44,7 @@ def score_command(args: argparse.Namespace) -> int:
     memory-mapped), so it may be larger than memory; the mean is summed exactly (math.fsum), so
     it does not depend on the chunks."""
     flow = load_flow(args.model)
-    total, count = [], 0
+    total, count, below_float64 = [], 0, 0
     for x in iter_points(args.file, args.skip_columns, common.CHUNK_ROWS):
         if x.shape[1] != flow.dim:
             raise ValueError(
@@ -52,6 +52,7 @@ def score_command(args: argparse.Namespace) -> int:
                 f"{flow.dim}"
             )
         log_q = flow.log_prob(x)  # (N_chunk,)
+        below_float64 += int(np.count_nonzero(log_q == -np.inf))
         if args.mean:
             total.append(math.fsum(log_q.tolist()))
             count += len(log_q)
@@ -59,6 +60,12 @@ def score_command(args: argparse.Namespace) -> int:
             sys.stdout.write("".join(f"{v!r}\n" for v in log_q.tolist()))
     if args.mean:
         print(repr(math.fsum(total) / count))
+    if below_float64:
+        print(
+            f"note: {below_float64} point(s) have a log-density below the most negative float64 "
+            "(-1.8e308), printed as -inf: they lie far outside the model's data",
+            file=sys.stderr,
+        )
     return 0
 
 
