@@ -1,5 +1,6 @@
-"""What the subcommands share: argument types and options, building a flow by name, and reading
-and writing the points of users' files."""
+"""What the subcommands share: argument types and options, building a flow by name, running a
+flow over many points in chunks, the size limit, and writing a run's files only on success
+(users' files of points are read and written in :mod:`npflows.cli.points`)."""
 
 from __future__ import annotations
 
