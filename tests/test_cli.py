@@ -479,6 +479,7 @@ def test_one_column_without_delimiters(tmp_path):
         ("1,2\n3,4\n5,6\n7,8,9\n", "p.csv: line 4 has 3 values, the lines before have 2"),
         ("1,2\n3,4\n5,6\n7,8\n9,1_0\n", "p.csv: line 5, column 2 is '1_0', not a number"),
         ("a,b\n", "p.csv: no points in the file"),
+        ("a;b\n1,5;2\n", "line 2, column 1 is '1,5', not a number (write decimals with a point"),
         (",a,b\n0,1,2\n1,3,4\n", "column 1 is a row index (header '', values 0, 1, 2, …)"),
     ],
 )

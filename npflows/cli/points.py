@@ -145,7 +145,10 @@ def _parse_block(path, block: list[tuple[int, str]], split, delimiter) -> np.nda
         values = _numbers(cells)
         if values is None:
             column = next(i for i, c in enumerate(cells) if _number(c) is None)
-            what = "is empty" if not cells[column] else f"is {cells[column]!r}, not a number"
+            cell = cells[column]
+            what = "is empty" if not cell else f"is {cell!r}, not a number"
+            if "," in cell:
+                what += " (write decimals with a point: 1.5, not 1,5)"
             raise ValueError(f"{path}: line {number}, column {column + 1} {what}")
         if width is None:
             width = len(values)
