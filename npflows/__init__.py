@@ -28,6 +28,7 @@ from .layers import (
     Sigmoid,
     Triangular,
 )
+from .layers.standardize import Standardize, standardized
 from .train import History, TrainingDiverged, fit, fit_lbfgs
 from .variational import VIResult, fit_to_density
 
@@ -72,4 +73,6 @@ __all__ = [
     "testing",
     "transformers",
     "tree",
+    "Standardize",
+    "standardized",
 ]

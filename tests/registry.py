@@ -149,6 +149,9 @@ CASES: dict[str, Case] = {
     "Coupling-additive-mask": Case(coupling(AdditiveTransformer(), mask=[True, False, True])),
     "Coupling-affine-clamp2-silu": Case(coupling(AffineTransformer(clamp=2.0), activation="silu")),
     "Coupling-affine-elu": Case(coupling(AffineTransformer(), activation="elu")),
+    "Standardize": Case(
+        lambda rng: nf.Standardize(3 * rng.normal(size=DIM), np.exp(rng.normal(size=DIM)))
+    ),
 }
 
 

@@ -9,6 +9,7 @@ from .invert import Invert, Logit
 from .lu import LULinear
 from .orthogonal import Orthogonal
 from .permutation import Permutation
+from .standardize import Standardize, standardized
 from .triangular import Triangular
 
 __all__ = [
@@ -28,4 +29,6 @@ __all__ = [
     "RQSpline",
     "Sigmoid",
     "Triangular",
+    "Standardize",
+    "standardized",
 ]
