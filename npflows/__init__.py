@@ -24,10 +24,14 @@ from .layers import (
     Orthogonal,
     Permutation,
     PiecewiseLinear,
+    Planar,
+    Radial,
+    ResidualBlock,
     RQSpline,
     Sigmoid,
     Triangular,
 )
+from .layers.residual import ConvergenceError
 from .train import History, TrainingDiverged, fit, fit_lbfgs
 from .variational import VIResult, fit_to_density
 
@@ -71,4 +75,8 @@ __all__ = [
     "testing",
     "transformers",
     "tree",
+    "Planar",
+    "Radial",
+    "ResidualBlock",
+    "ConvergenceError",
 ]

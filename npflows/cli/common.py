@@ -25,6 +25,9 @@ PREBUILT = {
     **BUILDERS,
     "iaf": flows.IAF,
     "iaf-spline": lambda dim, **kw: flows.IAF(dim, transformer="spline", **kw),
+    "planar": lambda dim, hidden, **kw: flows.PlanarFlow(dim, **kw),
+    "radial": lambda dim, hidden, **kw: flows.RadialFlow(dim, **kw),
+    "resflow": flows.ResidualFlow,
 }
 """The prebuilt flows of :mod:`npflows.flows` by name: those of FlowDensity, and IAF."""
 

@@ -1,4 +1,4 @@
-"""Flow layers: linear, elementwise, coupling, autoregressive, and wrappers."""
+"""Flow layers: linear, elementwise, coupling, autoregressive, residual, and wrappers."""
 
 from .autoregressive import IAF, MAF
 from .coupling import Coupling
@@ -9,6 +9,9 @@ from .invert import Invert, Logit
 from .lu import LULinear
 from .orthogonal import Orthogonal
 from .permutation import Permutation
+from .planar import Planar
+from .radial import Radial
+from .residual import ResidualBlock, lipschitz_bound
 from .triangular import Triangular
 
 __all__ = [
@@ -28,4 +31,8 @@ __all__ = [
     "RQSpline",
     "Sigmoid",
     "Triangular",
+    "Planar",
+    "Radial",
+    "ResidualBlock",
+    "lipschitz_bound",
 ]
