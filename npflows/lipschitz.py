@@ -94,6 +94,17 @@ def normalize_weight(W, c, vector=None):
 
 
 # -- the network and its derivatives ---------------------------------------------------------------
+def _matmul(T, W):
+    """T (N, K, I) @ W (I, J) as one (N·K, I) matrix product: numpy's stacked matmul would loop
+    over N with one small product each."""
+    return (T.reshape(-1, T.shape[-1]) @ W).reshape(*T.shape[:-1], W.shape[1])
+
+
+def _outer_sum(T, C):
+    """Σ_{n,k} T[n, k]ᵀ C[n, k] for T (N, K, I), C (N, K, J): shape (I, J)."""
+    return T.reshape(-1, T.shape[-1]).T @ C.reshape(-1, C.shape[-1])
+
+
 class ContractiveNet:
     """One evaluation of g at x (N, D): the value and everything its derivatives reuse.
 
@@ -126,14 +137,14 @@ class ContractiveNet:
         """J_g(x_n) V[n, k] for tangents V (N, K, D): shape (N, K, D)."""
         T = V
         for W, d1 in zip(self.weights[:-1], self.d1, strict=True):
-            T = (T @ W) * d1[:, None, :]
-        return T @ self.weights[-1]
+            T = _matmul(T, W) * d1[:, None, :]
+        return _matmul(T, self.weights[-1])
 
     def vjp(self, C):
         """J_g(x_n)ᵀ C[n, k] for cotangents C (N, K, D): shape (N, K, D)."""
-        Q = C @ self.weights[-1].T
+        Q = _matmul(C, self.weights[-1].T)
         for W, d1 in zip(reversed(self.weights[:-1]), reversed(self.d1), strict=True):
-            Q = (Q * d1[:, None, :]) @ W.T
+            Q = _matmul(Q * d1[:, None, :], W.T)
         return Q
 
     def jacobian(self):
@@ -155,7 +166,7 @@ class ContractiveNet:
             T = V
             for W, d1 in zip(self.weights[:-1], self.d1, strict=True):
                 tangents.append(T)
-                P = T @ W
+                P = _matmul(T, W)
                 pre.append(P)
                 T = P * d1[:, None, :]
             tangents.append(T)
@@ -166,8 +177,8 @@ class ContractiveNet:
         grad_b[-1] = grad_value.sum(axis=0)
         grad_h = grad_value @ W.T
         if C is not None:
-            grad_W[-1] = grad_W[-1] + np.einsum("nki,nkj->ij", tangents[-1], C)
-            grad_T = C @ W.T
+            grad_W[-1] = grad_W[-1] + _outer_sum(tangents[-1], C)
+            grad_T = _matmul(C, W.T)
         for l in reversed(range(L - 1)):
             d1 = self.d1[l]
             # h_{l+1} = σ(a_l): ∂a from the value path.
@@ -177,7 +188,7 @@ class ContractiveNet:
             if C is not None:
                 # T_l = σ′(a_l) ⊙ P_l: ∂P = ∂T ⊙ σ′, ∂σ′ = Σ_k ∂T ⊙ P, then σ′ → a (σ″) and β.
                 grad_P = grad_T * d1[:, None, :]
-                grad_d1 = np.einsum("nkh,nkh->nh", grad_T, pre[l])
+                grad_d1 = np.sum(grad_T * pre[l], axis=1)
                 grad_a = grad_a + grad_d1 * self.d2[l]
                 if self.dd1_dbeta[l] is not None:
                     grad_beta[l] = grad_beta[l] + np.sum(grad_d1 * self.dd1_dbeta[l], axis=0)
@@ -187,6 +198,6 @@ class ContractiveNet:
             grad_b[l] = grad_a.sum(axis=0)
             grad_h = grad_a @ W.T
             if C is not None:
-                grad_W[l] = grad_W[l] + np.einsum("nki,nkj->ij", tangents[l], grad_P)
-                grad_T = grad_P @ W.T
+                grad_W[l] = grad_W[l] + _outer_sum(tangents[l], grad_P)
+                grad_T = _matmul(grad_P, W.T)
         return grad_h, grad_W, grad_b, grad_beta
