@@ -49,7 +49,8 @@ def lipswish(a, beta_raw):
     value = a * s / 1.1
     d1 = (s + t * s1) / 1.1
     d2 = beta * curve / 1.1
-    return value, d1, d2, a * a * s1 / 1.1 * dbeta_draw, a * curve / 1.1 * dbeta_draw
+    # (a s1) a, not (a a) s1: a² may overflow where s1 has underflowed to 0.
+    return value, d1, d2, (a * s1) * a / 1.1 * dbeta_draw, a * curve / 1.1 * dbeta_draw
 
 
 # -- spectral normalization ----------------------------------------------------------------------

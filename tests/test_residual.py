@@ -262,3 +262,18 @@ def test_stacks_sample_and_score():
             leaf += 0.3 * rng.standard_normal(leaf.shape)
         x, log_prob = flow.sample_and_log_prob(50, rng=1)
         np.testing.assert_allclose(flow.log_prob(x), log_prob, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: nf.Planar(3, rng=0), lambda: nf.Radial(3, rng=0), lambda: block(3, 0)],
+    ids=["planar", "radial", "residual"],
+)
+def test_huge_inputs_give_finite_results_or_a_clear_error(make):
+    layer = make()
+    h = np.array([[1e150, -1e150, 3.0], [1e-300, 5e-324, 0.0]])
+    for method in (layer.forward, layer.inverse):
+        out, log_det = method(h)
+        assert np.all(np.isfinite(out)) and np.all(np.isfinite(log_det))
+        with pytest.raises(ValueError, match=r"\|entries\| ≤ 1e\+150, but .*\[0, 0\] = 1e\+200"):
+            method(np.array([[1e200, 0.0, 0.0]]))

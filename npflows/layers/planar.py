@@ -11,7 +11,7 @@ import numpy as np
 from scipy.special import expit
 
 from ..layer import Layer, RNGLike, as_rng
-from .implicit import implicit_pullback
+from .implicit import check_magnitude, implicit_pullback
 
 _TINY = np.finfo(np.float64).tiny
 
@@ -55,6 +55,10 @@ class Planar(Layer):
             "w": scale * rng.standard_normal(self.dim),
             "b": np.zeros(1),
         }
+
+    def _check(self, h, context, name):
+        h, context = super()._check(h, context, name)
+        return check_magnitude(h, name, type(self).__name__), context
 
     def get_config(self) -> dict:
         return {"dim": self.dim}

@@ -11,7 +11,7 @@ import numpy as np
 from scipy.special import expit
 
 from ..layer import Layer, RNGLike, as_rng
-from .implicit import implicit_pullback
+from .implicit import check_magnitude, implicit_pullback
 
 _TINY = np.finfo(np.float64).tiny
 
@@ -51,6 +51,10 @@ class Radial(Layer):
             "alpha_raw": np.zeros(1),
             "beta_raw": np.zeros(1),
         }
+
+    def _check(self, h, context, name):
+        h, context = super()._check(h, context, name)
+        return check_magnitude(h, name, type(self).__name__), context
 
     def get_config(self) -> dict:
         return {"dim": self.dim}
@@ -110,7 +114,9 @@ class Radial(Layer):
         rho = np.sqrt(np.einsum("nd,nd->n", e_x, e_x))
         b = sigma - rho
         root = np.hypot(b, 2.0 * np.sqrt(alpha * rho))  # √(B² + 4αρ) without overflow in B²
-        r = np.where(b >= 0, 2.0 * alpha * rho / np.maximum(b + root, _TINY), 0.5 * (root - b))
+        positive = b >= 0
+        denominator = np.where(positive, b + root, 1.0)  # there b + root ≥ b + 2√(αρ) > 0
+        r = np.where(positive, 2.0 * alpha * rho / denominator, 0.5 * (root - b))
         z = z0 + e_x * ((alpha + r) / (sigma + r))[:, None]
         return z, -self._log_det(r, alpha, sigma)[0]
 
