@@ -22,17 +22,18 @@ import npflows as nf
 
 
 def blas_name() -> str:
-    """The BLAS library numpy uses, from threadpoolctl if present, else numpy's build config."""
+    """The BLAS libraries loaded (numpy's and scipy's may differ), from threadpoolctl if present,
+    else numpy's build configuration."""
     try:
         from threadpoolctl import threadpool_info
-
-        info = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-        if info:
-            i = info[0]
-            return f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}), {i.get('num_threads')} thread(s)"
     except ImportError:
-        pass
-    return str(np.show_config(mode="dicts")["Build Dependencies"]["blas"].get("name"))
+        return str(np.show_config(mode="dicts")["Build Dependencies"]["blas"].get("name"))
+    return "; ".join(
+        f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
+        f"{i.get('num_threads')} thread(s), {i.get('filepath')})"
+        for i in threadpool_info()
+        if i.get("user_api") == "blas"
+    )
 
 
 def step_ms(dim, logdet, layers, batch, steps):
