@@ -128,16 +128,32 @@ def test_same_seed_same_numbers():
 
 
 def _exact_grads(layer, x):
-    exact = nf.ResidualBlock(layer.dim, layer.hidden, activation=layer.activation, rng=0)
+    exact = nf.ResidualBlock(
+        layer.dim, layer.hidden, activation=layer.activation, lipschitz=layer.lipschitz, rng=0
+    )
     exact.params = layer.params
     _, log_det, pullback = exact.inverse_vjp(x)
     grad_x, grads = pullback(np.zeros_like(x), np.ones(len(x)))
     return log_det, grad_x, grads
 
 
+def strongly_contracting_linear_block(dim, **options):
+    """g(x) = W̃x + b with W = 0.85 · (random orthogonal): every eigenvalue of J has modulus 0.85, so
+    many series terms matter. Geometric p = 0.25 keeps the roulette variance finite (0.85² < 0.75)."""
+    layer = nf.ResidualBlock(dim, (), lipschitz=0.95, count_param=0.25, rng=dim, **options)
+    orthogonal = np.linalg.qr(np.random.default_rng(dim).standard_normal((dim, dim)))[0]
+    layer.params["weights"][0][:] = 0.85 * orthogonal
+    layer.params["biases"][0][:] = 0.3
+    return layer
+
+
 @pytest.mark.parametrize("dim", [2, 3, 5])
-def test_roulette_is_unbiased_for_the_log_det_and_its_gradient(dim):
-    layer = block(dim, 20 + dim, logdet="roulette")
+@pytest.mark.parametrize("kind", ["network", "linear-0.85"])
+def test_roulette_is_unbiased_for_the_log_det_and_its_gradient(dim, kind):
+    if kind == "network":  # two hidden LipSwish layers, the default count Geometric(0.5)
+        layer = block(dim, 20 + dim, logdet="roulette")
+    else:
+        layer = strongly_contracting_linear_block(dim, logdet="roulette")
     point = np.random.default_rng(dim).standard_normal((1, dim))
     exact_log_det, exact_grad_x, exact_grads = _exact_grads(layer, point)
     n_batches, rows = 50, 200  # 10⁴ draws, vectorized as identical rows
