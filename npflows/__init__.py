@@ -24,11 +24,15 @@ from .layers import (
     Orthogonal,
     Permutation,
     PiecewiseLinear,
+    Planar,
+    Radial,
+    ResidualBlock,
     RQSpline,
     Sigmoid,
     Triangular,
 )
 from .layers.standardize import Standardize, standardized
+from .layers.residual import ConvergenceError
 from .train import History, TrainingDiverged, fit, fit_lbfgs
 from .variational import VIResult, fit_to_density
 
@@ -75,4 +79,8 @@ __all__ = [
     "tree",
     "Standardize",
     "standardized",
+    "Planar",
+    "Radial",
+    "ResidualBlock",
+    "ConvergenceError",
 ]

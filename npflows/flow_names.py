@@ -57,6 +57,9 @@ BUILDERS: dict[str, Callable[..., Flow]] = {
     "maf-spline": partial(flows.MAF, transformer="spline"),
     "iaf": flows.IAF,
     "iaf-spline": partial(flows.IAF, transformer="spline"),
+    "planar": lambda dim, hidden=None, **kw: flows.PlanarFlow(dim, **kw),
+    "radial": lambda dim, hidden=None, **kw: flows.RadialFlow(dim, **kw),
+    "resflow": flows.ResidualFlow,
 }
 """name -> builder of :mod:`npflows.flows` (or of this module); add a new flow with one line."""
 

@@ -11,6 +11,8 @@ permutations "are initialized randomly and then frozen"). ``mixing`` chooses it:
 - ``"orthogonal"``: a learned :class:`Orthogonal` (Householder) map.
 
 Autoregressive flows (MAF, IAF) reverse the MADE's order from one layer to the next instead.
+Residual stacks (PlanarFlow, RadialFlow, ResidualFlow) need no mixing: every layer sees every
+coordinate.
 Layers are listed from the base (z) to the data (x), as in :class:`Flow`.
 """
 
@@ -26,12 +28,26 @@ from .layers.diagonal import Diagonal
 from .layers.lu import LULinear
 from .layers.orthogonal import Orthogonal
 from .layers.permutation import Permutation
+from .layers.planar import Planar
+from .layers.radial import Radial
+from .layers.residual import ResidualBlock
 from .transformers.affine import AdditiveTransformer, AffineTransformer
 from .transformers.base import Transformer
 from .transformers.piecewise_linear import PiecewiseLinearTransformer
 from .transformers.rq_spline import RQSplineTransformer
 
-__all__ = ["IAF", "MAF", "NICE", "NSF", "PiecewiseLinearFlow", "RealNVP", "coupling_flow"]
+__all__ = [
+    "IAF",
+    "MAF",
+    "NICE",
+    "NSF",
+    "PiecewiseLinearFlow",
+    "RealNVP",
+    "coupling_flow",
+    "PlanarFlow",
+    "RadialFlow",
+    "ResidualFlow",
+]
 
 MIXINGS = ("reverse", "random", "lu", "orthogonal")
 
@@ -253,3 +269,51 @@ def IAF(
         context_dim,
         rng,
     )
+
+
+def PlanarFlow(dim: int, n_layers: int = 32, rng: RNGLike = None) -> Flow:
+    """``n_layers`` :class:`~npflows.layers.Planar` layers x = z + û tanh(wᵀz + b) (Rezende &
+    Mohamed 2015, arXiv:1505.05770), for reverse-KL fitting; both directions exact (docs/residual.md).
+    """
+    rng = as_rng(rng)
+    return Flow([Planar(dim, rng=rng) for _ in range(check_int(n_layers, "n_layers"))])
+
+
+def RadialFlow(dim: int, n_layers: int = 32, rng: RNGLike = None) -> Flow:
+    """``n_layers`` :class:`~npflows.layers.Radial` layers x = z + β(z − z₀)/(α + ‖z − z₀‖)
+    (Rezende & Mohamed 2015), for reverse-KL fitting; inverse in closed form (docs/residual.md)."""
+    rng = as_rng(rng)
+    return Flow([Radial(dim, rng=rng) for _ in range(check_int(n_layers, "n_layers"))])
+
+
+def ResidualFlow(
+    dim: int,
+    n_layers: int = 6,
+    hidden: Sequence[int] = (64, 64),
+    *,
+    activation: str = "lipswish",
+    lipschitz: float = 0.9,
+    logdet: str = "exact",
+    rng: RNGLike = None,
+    **block_options,
+) -> Flow:
+    """``n_layers`` contractive :class:`~npflows.layers.ResidualBlock` layers z = x + g(x) (Chen et
+    al. 2019, arXiv:1906.02735), without ActNorm; ``block_options`` (n_terms, n_exact_terms, count,
+    count_param, n_probes, spectral_norm, tol, max_iter, …) go to every block. Density in closed
+    form; sampling by fixed-point iteration (docs/residual.md)."""
+    rng = as_rng(rng)
+    return Flow(
+        [
+            ResidualBlock(
+                dim,
+                hidden,
+                activation=activation,
+                lipschitz=lipschitz,
+                logdet=logdet,
+                rng=rng,
+                **block_options,
+            )
+            for _ in range(check_int(n_layers, "n_layers"))
+        ]
+    )
+

@@ -83,6 +83,16 @@ def autoregressive(cls, transformer, context_dim=0, order="random"):
     return build
 
 
+def residual_block(rng, activation, hidden=(8, 8)):
+    """A small contractive residual block, every parameter randomized, exact log-det.
+
+    The stochastic log-dets ("series", "roulette") are tested in tests/test_residual.py: their value
+    is an estimate, which a finite-difference log-det cannot be compared with.
+    """
+    block = nf.ResidualBlock(DIM, hidden, activation=activation, lipschitz=0.9, rng=rng)
+    return perturbed(block, rng, scale=0.5)
+
+
 CASES: dict[str, Case] = {
     "Linear": Case(linear),
     "Diagonal": Case(lambda rng: perturbed(nf.Diagonal(DIM), rng)),
@@ -152,6 +162,11 @@ CASES: dict[str, Case] = {
     "Standardize": Case(
         lambda rng: nf.Standardize(3 * rng.normal(size=DIM), np.exp(rng.normal(size=DIM)))
     ),
+    "Planar": Case(lambda rng: perturbed(nf.Planar(DIM, rng=rng), rng)),
+    "Radial": Case(lambda rng: perturbed(nf.Radial(DIM, rng=rng), rng)),
+    "ResidualBlock-exact-lipswish": Case(lambda rng: residual_block(rng, "lipswish")),
+    "ResidualBlock-exact-elu": Case(lambda rng: residual_block(rng, "elu", hidden=(8,))),
+    "ResidualBlock-exact-linear": Case(lambda rng: residual_block(rng, "elu", hidden=())),
 }
 
 

@@ -1,4 +1,4 @@
-"""Flow layers: linear, elementwise, coupling, autoregressive, and wrappers."""
+"""Flow layers: linear, elementwise, coupling, autoregressive, residual, and wrappers."""
 
 from .autoregressive import IAF, MAF
 from .coupling import Coupling
@@ -10,6 +10,9 @@ from .lu import LULinear
 from .orthogonal import Orthogonal
 from .permutation import Permutation
 from .standardize import Standardize, standardized
+from .planar import Planar
+from .radial import Radial
+from .residual import ResidualBlock, lipschitz_bound
 from .triangular import Triangular
 
 __all__ = [
@@ -31,4 +34,8 @@ __all__ = [
     "Triangular",
     "Standardize",
     "standardized",
+    "Planar",
+    "Radial",
+    "ResidualBlock",
+    "lipschitz_bound",
 ]
