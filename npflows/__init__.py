@@ -6,6 +6,7 @@ x = f[z], ``inverse`` the normalizing map z = f⁻¹[x]. (nflows and zuko call t
 """
 
 from . import datasets, estimator, flows, nn, optim, targets, testing, transformers, tree
+from .dequantization import Pixels, bits_per_dim
 from .distributions import StandardNormal
 from .flow import Flow
 from .io import ModelFileError, load, save
@@ -13,9 +14,13 @@ from .layer import Layer
 from .layers import (
     IAF,
     MAF,
+    ActNorm,
     Coupling,
     Diagonal,
     Elementwise,
+    FactorOut,
+    ImageCoupling,
+    InvConv1x1,
     Invert,
     LeakyReLU,
     Linear,
@@ -26,6 +31,7 @@ from .layers import (
     PiecewiseLinear,
     RQSpline,
     Sigmoid,
+    Squeeze,
     Triangular,
 )
 from .train import History, TrainingDiverged, fit, fit_lbfgs
@@ -34,6 +40,13 @@ from .variational import VIResult, fit_to_density
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActNorm",
+    "FactorOut",
+    "ImageCoupling",
+    "InvConv1x1",
+    "Pixels",
+    "Squeeze",
+    "bits_per_dim",
     "Coupling",
     "Diagonal",
     "Elementwise",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.optimize
 
+from .dequantization import for_fit
 from .flow import Flow
 from .layer import RNGLike, as_rng, check_array
 from .optim import Adam
@@ -64,7 +65,9 @@ def fit(
 
     Args:
         flow: the flow to train; its ``params`` change in place.
-        x: data, float array of shape (N, D) with D = ``flow.dim``.
+        x: data, float array of shape (N, D) with D = ``flow.dim`` (images: (N, C, H, W), the
+            flow's ``event_shape``), or integer images as :class:`~npflows.Pixels`, which are
+            dequantized with fresh uniform noise every epoch (docs/multiscale.md).
         epochs, batch_size: positive integers.
         lr: Adam's step size; used only when ``optimizer`` is None.
         validation_fraction: in [0, 1); both parts must get at least one row.
@@ -85,7 +88,8 @@ def fit(
             finite, or where it started if the first loss already was not (the optimizer's state
             is not rolled back).
     """
-    x = check_array(x, flow.dim)
+    x, dequantize = for_fit(x)  # npflows.Pixels: integer images, dequantized afresh each epoch
+    x = check_array(x, flow.event_shape)
     context = flow._check_context(context, len(x))
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if not _is_positive_int(value):
@@ -127,6 +131,8 @@ def fit(
 
     try:
         for epoch in range(epochs):
+            if dequantize is not None:
+                x = dequantize(rng)
             batch_losses = []
             rows = rng.permutation(train_rows)
             for step, start in enumerate(range(0, len(rows), batch_size)):
@@ -192,7 +198,7 @@ def fit_lbfgs(
         TrainingDiverged: when the loss or its gradient become NaN or inf at some trial point; the
             flow is then restored to the parameters it started from.
     """
-    x = check_array(x, flow.dim)
+    x = check_array(x, flow.event_shape)
     context = flow._check_context(context, len(x))
     if not _is_positive_int(max_iter):
         raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
