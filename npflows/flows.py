@@ -33,6 +33,7 @@ from .layers.invconv import InvConv1x1
 from .layers.lu import LULinear
 from .layers.orthogonal import Orthogonal
 from .layers.permutation import Permutation
+from .layers.pixel_logit import PixelLogit
 from .layers.squeeze import Squeeze
 from .transformers.affine import AdditiveTransformer, AffineTransformer
 from .transformers.base import Transformer
@@ -312,6 +313,7 @@ def Glow(
     hidden: int = 32,
     clamp: float = 2.0,
     prior: str = "conditional",
+    logit: float | None = 0.05,
     rng: RNGLike = None,
 ) -> Flow:
     """Glow (Kingma & Dhariwal 2018, arXiv:1807.03039): ``levels`` scales of ``steps`` flow steps.
@@ -325,7 +327,9 @@ def Glow(
     the standard normal. z (N, C·H·W) lists the first level's exits first.
 
     The defaults (2 levels of 4 steps, 32 hidden channels) are sized for the 1×8×8 digits on two
-    cores; benchmarks/digits.py measures what they reach. Input x in [0, 1] (:class:`Pixels`).
+    cores; benchmarks/digits.py measures what they reach. Input x in [0, 1] (dequantized pixels,
+    :class:`~npflows.Pixels`); ``logit`` = α puts a :class:`~npflows.PixelLogit` on the data side
+    (None: no logit), whose log-det keeps the density on the [0, 1] scale.
     """
     shape = check_image_shape(shape)
     _check_levels(shape, levels, lambda n: n)
@@ -353,7 +357,12 @@ def Glow(
             layers = _split(s, level(rest, left - 1), prior, clamp, hidden, rng) + layers
         return layers
 
-    return Flow(level(shape, int(levels)))
+    return _with_logit(level(shape, int(levels)), shape, logit)
+
+
+def _with_logit(layers, shape, logit) -> Flow:
+    """The flow of ``layers`` with a :class:`PixelLogit` (α = ``logit``) on the data side, or none."""
+    return Flow(layers if logit is None else [*layers, PixelLogit(shape, logit)])
 
 
 def MultiScaleRealNVP(
@@ -364,6 +373,7 @@ def MultiScaleRealNVP(
     hidden: int = 32,
     clamp: float = 2.0,
     prior: str = "base",
+    logit: float | None = 0.05,
     rng: RNGLike = None,
 ) -> Flow:
     """The multi-scale RealNVP (Dinh et al. 2017, arXiv:1605.08803, §3.6), ActNorm for batch norm.
@@ -373,7 +383,7 @@ def MultiScaleRealNVP(
     factors out half the channels; the last level runs ``steps + 1`` checkerboard couplings. Every
     coupling is affine (log-scale soft-clamped to ±``clamp``) with a ConvNet conditioner of
     ``hidden`` channels and is followed by an ActNorm. ``prior``: "base" (RealNVP: exits scored under
-    the standard normal) or "conditional" (as :func:`Glow`).
+    the standard normal) or "conditional" (as :func:`Glow`); ``logit`` as :func:`Glow`.
     """
     shape = check_image_shape(shape)
     _check_levels(shape, levels, lambda n: n - 1)
@@ -404,4 +414,4 @@ def MultiScaleRealNVP(
         rest = (s[0] - s[0] // 2, s[1], s[2])
         return _split(s, level(rest, left - 1), prior, clamp, hidden, rng) + normalizing[::-1]
 
-    return Flow(level(shape, int(levels)))
+    return _with_logit(level(shape, int(levels)), shape, logit)

@@ -199,16 +199,19 @@ IMAGE_CASES: dict[str, Case] = {
         kinks=(-3.0, 3.0),
     ),
     "FactorOut-4x2x2": Case(factor_out),
+    "PixelLogit-2x2x3": Case(lambda rng: nf.PixelLogit((2, 2, 3), alpha=0.1), low=-6.0, high=6.0),
     "Glow-1x4x4": Case(
         lambda rng: perturbed(
-            initialized(nf.flows.Glow((1, 4, 4), 2, steps=1, hidden=4, rng=rng), rng), rng, 0.2
+            initialized(nf.flows.Glow((1, 4, 4), 2, steps=1, hidden=4, logit=None, rng=rng), rng),
+            rng,
+            0.2,
         )
     ),
     "MultiScaleRealNVP-1x4x4": Case(
         lambda rng: perturbed(
             initialized(
                 nf.flows.MultiScaleRealNVP(
-                    (1, 4, 4), 2, steps=1, hidden=4, prior="conditional", rng=rng
+                    (1, 4, 4), 2, steps=1, hidden=4, prior="conditional", logit=None, rng=rng
                 ),
                 rng,
             ),

@@ -13,6 +13,7 @@ from .invert import Invert, Logit
 from .lu import LULinear
 from .orthogonal import Orthogonal
 from .permutation import Permutation
+from .pixel_logit import PixelLogit
 from .squeeze import Squeeze
 from .triangular import Triangular
 
@@ -37,5 +38,6 @@ __all__ = [
     "FactorOut",
     "ImageCoupling",
     "InvConv1x1",
+    "PixelLogit",
     "Squeeze",
 ]
