@@ -382,7 +382,9 @@ def load_digits(split: str | None = None) -> np.ndarray:
         raise ValueError(f"split must be None or one of {sorted(DIGITS_SPLIT)}, got {split!r}")
     try:
         from sklearn.datasets import load_digits as sklearn_digits
-    except ImportError:
+    except ModuleNotFoundError as error:
+        if error.name not in ("sklearn", "sklearn.datasets"):
+            raise  # scikit-learn is there but broken: show its own error
         raise ImportError(
             "load_digits needs scikit-learn, which ships the data: "
             "pip install 'npflows[images]' (or pip install scikit-learn)"

@@ -32,7 +32,9 @@ __all__ = [
     "Pixels",
     "bits_per_dim",
     "categorical_bits_per_dim",
+    "PixelHistory",
     "dequantize",
+    "fit_pixels",
     "uniform_bits_per_dim",
 ]
 
@@ -182,3 +184,80 @@ def categorical_bits_per_dim(train, test, levels: int, smoothing: float = 1.0) -
     np.add.at(counts, (np.broadcast_to(np.arange(dim), flat_train.shape), flat_train), 1.0)
     log_p = np.log2(counts + smoothing) - np.log2(len(train) + smoothing * levels)  # (D, L)
     return float(-log_p[np.arange(dim), flat_test].sum(axis=1).mean() / dim)
+
+
+@dataclass
+class PixelHistory:
+    """What :func:`fit_pixels` saw, one entry per epoch: the train NLL (nats, on the [0, 1] scale,
+    as :func:`npflows.fit` reports it) and the validation bits/dim; ``best_epoch`` indexes them."""
+
+    train_nll: list
+    val_bits_per_dim: list
+    best_epoch: int = -1
+    stopped_early: bool = False
+
+
+def fit_pixels(
+    flow,
+    train,
+    validation,
+    levels: int,
+    *,
+    epochs: int = 30,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    patience: int | None = None,
+    rng: RNGLike = None,
+    report: Callable[[int, float, float], None] | None = None,
+) -> PixelHistory:
+    """Train ``flow`` on integer images ``train`` and select it on a fixed ``validation`` set.
+
+    Each epoch is one :func:`npflows.fit` epoch on ``Pixels(train, levels)`` (fresh dequantization
+    noise; one Adam optimizer carried across epochs), followed by the validation bits/dim
+    (:func:`bits_per_dim`, one draw of u per image). The parameters of the epoch with the lowest
+    validation bits/dim are restored at the end; ``patience`` epochs without a new best stop early.
+    ``report(epoch, train_nll, val_bits_per_dim)`` is called after each epoch (epochs from 1).
+    Raises what :func:`npflows.fit` raises (TrainingDiverged: parameters of the last good step).
+    """
+    from .optim import Adam
+    from .train import fit
+    from .tree import assign_flat, flatten
+
+    pixels = Pixels(train, levels)
+    validation, levels = _check_pixels(validation, levels, "validation")
+    if patience is not None and (
+        isinstance(patience, bool) or int(patience) != patience or patience < 1
+    ):
+        raise ValueError(f"patience must be None or a positive integer, got {patience!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    rng = as_rng(rng)
+    optimizer = Adam(flow.params, lr=lr)
+    history = PixelHistory([], [])
+    best, best_params = np.inf, None
+    for epoch in range(int(epochs)):
+        one = fit(
+            flow,
+            pixels,
+            epochs=1,
+            batch_size=batch_size,
+            validation_fraction=0.0,
+            rng=rng,
+            progress=False,
+            optimizer=optimizer,
+        )
+        history.train_nll.append(one.train_nll[0])
+        history.val_bits_per_dim.append(bits_per_dim(flow, validation, levels, rng, n_samples=1))
+        if report is not None:
+            report(epoch + 1, history.train_nll[-1], history.val_bits_per_dim[-1])
+        if history.val_bits_per_dim[-1] < best:
+            best, best_params, history.best_epoch = (
+                history.val_bits_per_dim[-1],
+                flatten(flow.params),
+                epoch,
+            )
+        elif patience is not None and epoch - history.best_epoch >= patience:
+            history.stopped_early = True
+            break
+    assign_flat(flow.params, best_params)
+    return history

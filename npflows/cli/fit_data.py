@@ -11,6 +11,7 @@ from .. import datasets, plotting
 from ..flow import Flow
 from ..io import save
 from ..train import fit
+from . import images
 from .common import (
     FLOWS,
     PLOT_HINT,
@@ -44,6 +45,8 @@ def fit_command(args: argparse.Namespace) -> int:
     KL(p‖q) for the flow's density q. Save the model to DIR/model.npz (in data units: its last
     layer is a Diagonal that starts at the training data's mean and standard deviation) and a plot
     of the data, q and samples of q to DIR/density.png (1-D and 2-D data)."""
+    if args.data in images.IMAGE_DATA or args.flow in images.IMAGE_FLOWS:
+        return images.fit_command(args)
     rng_data, rng_test, rng_fit, rng_init = map(
         np.random.default_rng, np.random.SeedSequence(args.seed).spawn(4)
     )
@@ -136,14 +139,15 @@ def add_parsers(commands) -> None:
         type=data_source,
         default="bimodal",
         metavar="NAME|FILE",
-        help=f"a built-in data set:\n{listed(datasets.DATASETS)};\n"
+        help=f"a built-in data set:\n{listed([*datasets.DATASETS, *images.IMAGE_DATA])};\n"
         "or a .npy/.csv file of points, one per row (default: %(default)s)",
     )
     p.add_argument(
         "--flow",
-        choices=FLOWS,
+        choices=[*FLOWS, *images.IMAGE_FLOWS],
         metavar="FLOW",
-        help=f"{listed(FLOWS)}\n({per_dim_default('flow')})",
+        help=f"{listed(FLOWS)}\n({per_dim_default('flow')});\n"
+        f"for --data digits: {', '.join(images.IMAGE_FLOWS)} (default: glow)",
     )
     p.add_argument(
         "--n-train",
@@ -168,7 +172,7 @@ def add_parsers(commands) -> None:
 
 def data_source(text: str) -> str | Path:
     """An argparse ``type``: a built-in data set's name, or a path ending in .npy or .csv."""
-    if text in datasets.DATASETS:
+    if text in datasets.DATASETS or text in images.IMAGE_DATA:
         return text
     if Path(text).suffix.lower() in (".npy", ".csv"):
         return Path(text)

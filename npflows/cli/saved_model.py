@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import images
 from .common import add_command, int_at_least, load_flow, points_file, read_points, write_points
 
 MODEL_HELP = "a model.npz written by fit or fit-density"
@@ -15,7 +16,7 @@ def sample_command(args: argparse.Namespace) -> int:
     """Draw N points from a saved flow and print them as CSV, one point per line (the shortest
     numbers that read back as the same float64), or write them to FILE (.npy or .csv)."""
     x = load_flow(args.model).sample(args.n, args.seed)
-    write_points(x, args.out)
+    write_points(images.as_rows(x, args.out), args.out)
     if args.out is not None:
         print(f"saved {args.n} points to {args.out}")
     return 0
@@ -25,8 +26,11 @@ def score_command(args: argparse.Namespace) -> int:
     """Print log q(x) in nats for each row x of FILE, one per line, under the saved flow q (or, with
     --mean, their mean)."""
     flow = load_flow(args.model)
-    x = read_points(args.file)
-    if x.shape[1] != flow.dim:
+    if images.is_image_flow(flow):
+        x = images.read_images(args.file, flow)
+    else:
+        x = read_points(args.file)
+    if x.shape[1:] != flow.event_shape and x.shape[1] != flow.dim:
         raise ValueError(
             f"{args.file} has points of {x.shape[1]} coordinates; {args.model} expects {flow.dim}"
         )
