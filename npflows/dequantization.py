@@ -212,7 +212,8 @@ def fit_pixels(
 ) -> PixelHistory:
     """Train ``flow`` on integer images ``train`` and select it on a fixed ``validation`` set.
 
-    Each epoch is one :func:`npflows.fit` epoch on ``Pixels(train, levels)`` (fresh dequantization
+    Uninitialized ActNorms are first initialized on the whole (dequantized) training set. Each
+    epoch is then one :func:`npflows.fit` epoch on ``Pixels(train, levels)`` (fresh dequantization
     noise; one Adam optimizer carried across epochs), followed by the validation bits/dim
     (:func:`bits_per_dim`, one draw of u per image). The parameters of the epoch with the lowest
     validation bits/dim are restored at the end; ``patience`` epochs without a new best stop early.
@@ -232,6 +233,10 @@ def fit_pixels(
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     rng = as_rng(rng)
+    # One normalizing pass over the whole dequantized training set initializes every ActNorm that
+    # is not yet initialized on all of it, before the first step (rather than on fit's first
+    # minibatch), so the starting point that fit keeps as "last good" is the initialized one.
+    flow.log_prob(pixels.dequantize(rng))
     optimizer = Adam(flow.params, lr=lr)
     history = PixelHistory([], [])
     best, best_params = np.inf, None

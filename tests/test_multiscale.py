@@ -11,7 +11,7 @@ import pytest
 
 import npflows as nf
 from npflows.conv import ConvNet, conv2d
-from npflows.dequantization import categorical_bits_per_dim, uniform_bits_per_dim
+from npflows.dequantization import categorical_bits_per_dim, fit_pixels, uniform_bits_per_dim
 from npflows.distributions import StandardNormal
 from npflows.testing import check_vjp
 from npflows.tree import leaves
@@ -313,3 +313,24 @@ def test_load_digits_without_scikit_learn_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
     with pytest.raises(ImportError, match=r"pip install 'npflows\[images\]'"):
         nf.datasets.load_digits()
+
+
+def test_import_npflows_does_not_load_scikit_learn():
+    import subprocess
+
+    code = "import sys, npflows; print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_fit_pixels_initializes_on_the_training_set_and_keeps_the_best_validation_epoch():
+    rng = np.random.default_rng(13)
+    train = rng.integers(0, 17, size=(60, 1, 4, 4))
+    validation = rng.integers(0, 17, size=(20, 1, 4, 4))
+    flow = nf.flows.Glow((1, 4, 4), 2, steps=1, hidden=4, rng=0)
+    history = fit_pixels(flow, train, validation, 17, epochs=4, batch_size=20, lr=1e-2, rng=0)
+    assert all(layer.initialized for layer in _layers(flow) if isinstance(layer, nf.ActNorm))
+    assert history.best_epoch == int(np.argmin(history.val_bits_per_dim))
+    assert len(history.train_nll) == len(history.val_bits_per_dim) == 4
+    with pytest.raises(ValueError, match="patience"):
+        fit_pixels(flow, train, validation, 17, epochs=1, patience=0)
