@@ -6,6 +6,7 @@ x = f[z], ``inverse`` the normalizing map z = f⁻¹[x]. (nflows and zuko call t
 """
 
 from . import datasets, estimator, flows, nn, optim, schedules, targets, testing, transformers, tree
+from .dequantization import Pixels, bits_per_dim
 from .distributions import StandardNormal
 from .flow import Flow
 from .io import ModelFileError, load, save
@@ -13,9 +14,13 @@ from .layer import Layer
 from .layers import (
     IAF,
     MAF,
+    ActNorm,
     Coupling,
     Diagonal,
     Elementwise,
+    FactorOut,
+    ImageCoupling,
+    InvConv1x1,
     Invert,
     LeakyReLU,
     Linear,
@@ -24,21 +29,31 @@ from .layers import (
     Orthogonal,
     Permutation,
     PiecewiseLinear,
+    PixelLogit,
     Planar,
     Radial,
     ResidualBlock,
     RQSpline,
     Sigmoid,
+    Squeeze,
     Triangular,
 )
-from .layers.standardize import Standardize, standardized
 from .layers.residual import ConvergenceError
+from .layers.standardize import Standardize, standardized
 from .train import History, TrainingDiverged, fit, fit_lbfgs
 from .variational import VIResult, fit_to_density
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActNorm",
+    "FactorOut",
+    "ImageCoupling",
+    "InvConv1x1",
+    "PixelLogit",
+    "Pixels",
+    "Squeeze",
+    "bits_per_dim",
     "Coupling",
     "Diagonal",
     "Elementwise",

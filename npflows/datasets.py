@@ -38,6 +38,8 @@ from .targets import TARGETS, GaussianMixture, check_sample_count, get_target
 
 __all__ = [
     "DATASETS",
+    "DIGITS_LEVELS",
+    "DIGITS_SPLIT",
     "TARGETS",
     "Banana",
     "Checkerboard",
@@ -49,6 +51,7 @@ __all__ = [
     "gaussian_ring",
     "get",
     "get_target",
+    "load_digits",
     "pinwheel",
     "two_moons",
     "two_spirals",
@@ -348,3 +351,43 @@ def get(name: str) -> Dataset:
         raise ValueError(
             f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}"
         ) from None
+
+
+# -- images ----------------------------------------------------------------------------------------
+DIGITS_LEVELS = 17
+"""Grey levels of the 8×8 digits: integers 0 … 16."""
+
+DIGITS_SPLIT = {"train": slice(0, 1000), "validation": slice(1000, 1350), "test": slice(1350, 1797)}
+"""The fixed split of the 1,797 digits, in the order scikit-learn ships them: the first 1,000 for
+training, the next 350 for validation, the remaining 447 for testing (as in Tomczak's intro_dgm
+notebooks, so bits/dim are comparable with the baselines computed there)."""
+
+
+def load_digits(split: str | None = None) -> np.ndarray:
+    """The 8×8 handwritten digits of scikit-learn (UCI optdigits test set): integer images.
+
+    Args:
+        split: None for all 1,797 images, or "train" (first 1,000), "validation" (next 350) or
+            "test" (remaining 447); see ``DIGITS_SPLIT``.
+
+    Returns:
+        int64 array of shape (N, 1, 8, 8) with values 0 … 16 (``DIGITS_LEVELS`` = 17 levels). Train
+        on them with ``npflows.fit(flow, npflows.Pixels(images, levels=17))``.
+
+    Raises:
+        ImportError: without scikit-learn (the data ship inside it, no download):
+            ``pip install 'npflows[images]'`` or ``pip install scikit-learn``.
+    """
+    if split is not None and split not in DIGITS_SPLIT:
+        raise ValueError(f"split must be None or one of {sorted(DIGITS_SPLIT)}, got {split!r}")
+    try:
+        from sklearn.datasets import load_digits as sklearn_digits
+    except ModuleNotFoundError as error:
+        if error.name not in ("sklearn", "sklearn.datasets"):
+            raise  # scikit-learn is there but broken: show its own error
+        raise ImportError(
+            "load_digits needs scikit-learn, which ships the data: "
+            "pip install 'npflows[images]' (or pip install scikit-learn)"
+        ) from None
+    images = np.rint(sklearn_digits().images).astype(np.int64).reshape(-1, 1, 8, 8)
+    return images if split is None else images[DIGITS_SPLIT[split]]

@@ -20,17 +20,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from .flow import Flow
 from .layer import Layer, RNGLike, as_rng, check_int
 from .layers import autoregressive
+from .layers.actnorm import ActNorm
 from .layers.coupling import Coupling
 from .layers.diagonal import Diagonal
+from .layers.factor_out import FactorOut
+from .layers.image import check_image_shape
+from .layers.image_coupling import ImageCoupling
+from .layers.invconv import InvConv1x1
 from .layers.lu import LULinear
 from .layers.orthogonal import Orthogonal
 from .layers.permutation import Permutation
+from .layers.pixel_logit import PixelLogit
 from .layers.planar import Planar
 from .layers.radial import Radial
 from .layers.residual import ResidualBlock
+from .layers.squeeze import Squeeze
 from .transformers.affine import AdditiveTransformer, AffineTransformer
 from .transformers.base import Transformer
 from .transformers.piecewise_linear import PiecewiseLinearTransformer
@@ -41,11 +50,13 @@ __all__ = [
     "MAF",
     "NICE",
     "NSF",
-    "PiecewiseLinearFlow",
-    "RealNVP",
     "coupling_flow",
+    "Glow",
+    "MultiScaleRealNVP",
+    "PiecewiseLinearFlow",
     "PlanarFlow",
     "RadialFlow",
+    "RealNVP",
     "ResidualFlow",
 ]
 
@@ -317,3 +328,143 @@ def ResidualFlow(
         ]
     )
 
+
+# -- multi-scale flows on images -------------------------------------------------------------------
+PRIORS = ("conditional", "base")
+
+
+def _check_levels(shape, levels, squeezes):
+    """Raise unless ``levels`` is a positive int and H, W survive ``squeezes(levels)`` halvings."""
+    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
+        raise ValueError(f"levels must be a positive integer, got {levels!r}")
+    n, (_, h, w) = squeezes(int(levels)), shape
+    if h % 2**n or w % 2**n:
+        raise ValueError(
+            f"{levels} levels squeeze {n} times, so H and W must be multiples of {2**n}; "
+            f"got shape {shape}"
+        )
+
+
+def _split(shape, inner_layers, prior, clamp, hidden, rng) -> list[Layer]:
+    """The factor-out of ``shape`` (z → x order): FactorOut over the coarser scales, preceded on the
+    data side by the learned conditional prior (an affine channel coupling of the exits)."""
+    layers: list[Layer] = [FactorOut(shape, Flow(inner_layers))]
+    if prior == "conditional":
+        layers.append(
+            ImageCoupling(
+                shape, AffineTransformer(clamp), mask="channel", parity=0, hidden=hidden, rng=rng
+            )
+        )
+    return layers
+
+
+def Glow(
+    shape: Sequence[int] = (1, 8, 8),
+    levels: int = 2,
+    *,
+    steps: int = 4,
+    hidden: int = 32,
+    clamp: float = 2.0,
+    prior: str = "conditional",
+    logit: float | None = 0.05,
+    rng: RNGLike = None,
+) -> Flow:
+    """Glow (Kingma & Dhariwal 2018, arXiv:1807.03039): ``levels`` scales of ``steps`` flow steps.
+
+    In the normalizing direction (data → latent) each level squeezes (C, H, W) → (4C, H/2, W/2),
+    runs ``steps`` steps of ActNorm → InvConv1x1 → affine channel coupling (ConvNet conditioner
+    with ``hidden`` channels, log-scale soft-clamped to ±``clamp``), and then, except at the last
+    level, factors out half the channels (:class:`~npflows.FactorOut`); the last level's output is
+    the rest of z. ``prior="conditional"`` scores the exits under a learned Gaussian conditioned on
+    the channels that stay (Glow's split prior, an affine coupling before the split); "base" under
+    the standard normal. z (N, C·H·W) lists the first level's exits first.
+
+    The defaults (2 levels of 4 steps, 32 hidden channels) are sized for the 1×8×8 digits on two
+    cores; benchmarks/digits.py measures what they reach. Input x in [0, 1] (dequantized pixels,
+    :class:`~npflows.Pixels`); ``logit`` = α puts a :class:`~npflows.PixelLogit` on the data side
+    (None: no logit), whose log-det keeps the density on the [0, 1] scale.
+    """
+    shape = check_image_shape(shape)
+    _check_levels(shape, levels, lambda n: n)
+    if prior not in PRIORS:
+        raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    rng = as_rng(rng)
+
+    def level(shape, left):  # the layers of this level and the coarser ones, z → x order
+        squeeze = Squeeze(shape)
+        s = squeeze.latent_shape
+        normalizing: list[Layer] = [squeeze]
+        for _ in range(int(steps)):
+            normalizing += [
+                ActNorm(s),
+                InvConv1x1(s, rng=rng),
+                ImageCoupling(
+                    s, AffineTransformer(clamp), mask="channel", parity=0, hidden=hidden, rng=rng
+                ),
+            ]
+        layers = normalizing[::-1]
+        if left > 1:
+            rest = (s[0] - s[0] // 2, s[1], s[2])
+            layers = _split(s, level(rest, left - 1), prior, clamp, hidden, rng) + layers
+        return layers
+
+    return _with_logit(level(shape, int(levels)), shape, logit)
+
+
+def _with_logit(layers, shape, logit) -> Flow:
+    """The flow of ``layers`` with a :class:`PixelLogit` (α = ``logit``) on the data side, or none."""
+    return Flow(layers if logit is None else [*layers, PixelLogit(shape, logit)])
+
+
+def MultiScaleRealNVP(
+    shape: Sequence[int] = (1, 8, 8),
+    levels: int = 2,
+    *,
+    steps: int = 3,
+    hidden: int = 32,
+    clamp: float = 2.0,
+    prior: str = "base",
+    logit: float | None = 0.05,
+    rng: RNGLike = None,
+) -> Flow:
+    """The multi-scale RealNVP (Dinh et al. 2017, arXiv:1605.08803, §3.6), ActNorm for batch norm.
+
+    In the normalizing direction each level but the last runs ``steps`` checkerboard couplings
+    (alternating parity), squeezes, runs ``steps`` channel couplings (alternating halves) and
+    factors out half the channels; the last level runs ``steps + 1`` checkerboard couplings. Every
+    coupling is affine (log-scale soft-clamped to ±``clamp``) with a ConvNet conditioner of
+    ``hidden`` channels and is followed by an ActNorm. ``prior``: "base" (RealNVP: exits scored under
+    the standard normal) or "conditional" (as :func:`Glow`); ``logit`` as :func:`Glow`.
+    """
+    shape = check_image_shape(shape)
+    _check_levels(shape, levels, lambda n: n - 1)
+    if prior not in PRIORS:
+        raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    rng = as_rng(rng)
+
+    def couplings(s, mask, count):  # normalizing order
+        out: list[Layer] = []
+        for k in range(count):
+            out += [
+                ImageCoupling(
+                    s, AffineTransformer(clamp), mask=mask, parity=k % 2, hidden=hidden, rng=rng
+                ),
+                ActNorm(s),
+            ]
+        return out
+
+    def level(shape, left):
+        if left == 1:
+            return couplings(shape, "checkerboard", int(steps) + 1)[::-1]
+        squeeze = Squeeze(shape)
+        s = squeeze.latent_shape
+        normalizing = couplings(shape, "checkerboard", int(steps))
+        normalizing += [squeeze, *couplings(s, "channel", int(steps))]
+        rest = (s[0] - s[0] // 2, s[1], s[2])
+        return _split(s, level(rest, left - 1), prior, clamp, hidden, rng) + normalizing[::-1]
+
+    return _with_logit(level(shape, int(levels)), shape, logit)

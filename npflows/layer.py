@@ -60,20 +60,25 @@ def check_int(value: Any, name: str, minimum: int = 1) -> int:
     raise ValueError(f"{name} must be {what}, got {value!r}")
 
 
-def check_array(x: Any, dim: int, name: str = "x", n: int | None = None) -> np.ndarray:
-    """Return ``x`` as a 2-D float array of width ``dim`` with finite values, or raise ValueError.
+def check_array(
+    x: Any, dim: int | tuple[int, ...], name: str = "x", n: int | None = None
+) -> np.ndarray:
+    """Return ``x`` as a float array of shape (N, dim) with finite values, or raise ValueError.
 
-    float32 and float64 are accepted and kept; other dtypes are refused rather than converted, so
-    that an integer array of pixel values is never silently treated as data in [0, 1].
+    ``dim`` is an int D (rows of width D) or an event shape such as (C, H, W) (images: x of shape
+    (N, C, H, W)). float32 and float64 are accepted and kept; other dtypes are refused rather than
+    converted, so that an integer array of pixel values is never silently treated as data in [0, 1].
     """
+    event_shape = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
     x = np.asarray(x)
     if x.dtype not in (np.float32, np.float64):
         raise ValueError(
             f"{name} must be a float32 or float64 array, got dtype {x.dtype}"
             + ("; convert it with .astype(float)" if x.dtype.kind in "iub" else "")
         )
-    if x.ndim != 2 or x.shape[1] != dim:
-        raise ValueError(f"{name} must have shape (N, {dim}), got shape {x.shape}")
+    if x.shape[1:] != event_shape:
+        shape = ", ".join(map(str, event_shape))
+        raise ValueError(f"{name} must have shape (N, {shape}), got shape {x.shape}")
     if n is not None and x.shape[0] != n:
         raise ValueError(f"{name} must have {n} rows to match the data, got {x.shape[0]}")
     bad = ~np.isfinite(x)
@@ -128,6 +133,8 @@ class Layer:
 
     Attributes:
         dim: the number D of coordinates of x and z.
+        event_shape, latent_shape: the shape of one x and of one z, ``(dim,)`` unless the layer
+            acts on images ((C, H, W), with D = C·H·W) or reshapes (:class:`~npflows.Squeeze`).
         context_dim: the width of the context vector a conditional layer takes (0: none).
         params: nested dict of the raw float64 arrays the optimizer changes. They are live: changing
             an array in place changes the layer.
@@ -139,6 +146,16 @@ class Layer:
     params: dict
     has_forward_vjp: bool = True
     has_inverse_vjp: bool = True
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """The shape of one x (the data side): ``(dim,)`` for layers on vectors."""
+        return (self.dim,)
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """The shape of one z (the base side): ``event_shape`` unless the layer reshapes."""
+        return self.event_shape
 
     # -- to implement -------------------------------------------------------------------------
     def _forward_vjp(self, z: np.ndarray, context: np.ndarray | None):
@@ -160,21 +177,21 @@ class Layer:
     # -- public ---------------------------------------------------------------------------------
     def forward(self, z, context=None) -> tuple[np.ndarray, np.ndarray]:
         """Generative direction x = f[z]. Returns ``x`` (N, D) and ``log|det ∂f/∂z|`` (N,)."""
-        z, context = self._check(z, context, "z")
+        z, context = self._check(z, context, "z", self.latent_shape)
         x, log_det = self._forward(z, context)
         check_result((x, log_det), z, f"{type(self).__name__}.forward")
         return x.astype(z.dtype, copy=False), log_det.astype(z.dtype, copy=False)
 
     def inverse(self, x, context=None) -> tuple[np.ndarray, np.ndarray]:
         """Normalizing direction z = f⁻¹[x]. Returns ``z`` (N, D) and ``log|det ∂f⁻¹/∂x|`` (N,)."""
-        x, context = self._check(x, context, "x")
+        x, context = self._check(x, context, "x", self.event_shape)
         z, log_det = self._inverse(x, context)
         check_result((z, log_det), x, f"{type(self).__name__}.inverse")
         return z.astype(x.dtype, copy=False), log_det.astype(x.dtype, copy=False)
 
     def forward_vjp(self, z, context=None) -> tuple[np.ndarray, np.ndarray, Pullback]:
         """``forward`` and its pullback ``(grad_x, grad_log_det) -> (grad_z, grads)``."""
-        z, context = self._check(z, context, "z")
+        z, context = self._check(z, context, "z", self.latent_shape)
         if not self.has_forward_vjp:
             raise NotImplementedError(f"{type(self).__name__} does not offer forward_vjp")
         x, log_det, pullback = self._forward_vjp(z, context)
@@ -183,7 +200,7 @@ class Layer:
 
     def inverse_vjp(self, x, context=None) -> tuple[np.ndarray, np.ndarray, Pullback]:
         """``inverse`` and its pullback ``(grad_z, grad_log_det) -> (grad_x, grads)``."""
-        x, context = self._check(x, context, "x")
+        x, context = self._check(x, context, "x", self.event_shape)
         if not self.has_inverse_vjp:
             raise NotImplementedError(f"{type(self).__name__} does not offer inverse_vjp")
         z, log_det, pullback = self._inverse_vjp(x, context)
@@ -191,8 +208,8 @@ class Layer:
         return self._public(x, z, log_det, pullback, "grad_z")
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _check(self, h, context, name):
-        h = check_array(h, self.dim, name)
+    def _check(self, h, context, name, shape=None):
+        h = check_array(h, self.dim if shape is None else shape, name)
         return h, self._check_context(context, len(h))
 
     def _check_context(self, context, n):
@@ -212,13 +229,13 @@ class Layer:
         The cotangents are cast to the dtype the pass computed in (that of its output); ∂L/∂input
         is returned in the input's dtype and every parameter gradient in its parameter's dtype.
         """
-        dtype, n, d = h_in.dtype, *h_out.shape
+        dtype, shape = h_in.dtype, h_out.shape
         params = self.params
 
         def checked_pullback(grad_out=None, grad_log_det=None):
             grad_in, grads = pullback(
-                check_grad(grad_out, (n, d), grad_name, h_out.dtype),
-                check_grad(grad_log_det, (n,), "grad_log_det", h_out.dtype),
+                check_grad(grad_out, shape, grad_name, h_out.dtype),
+                check_grad(grad_log_det, shape[:1], "grad_log_det", h_out.dtype),
             )
             grads = tree_map(lambda g, p: g.astype(p.dtype, copy=False), grads, params)
             check_result((grad_in, grads), h_in, "the pullback's gradient")

@@ -259,3 +259,7 @@ def _order(order, dim, rng) -> np.ndarray:
     if perm.shape != (dim,) or perm.dtype.kind not in "iu" or set(perm.tolist()) != set(range(dim)):
         raise ValueError(f"order must be a permutation of range({dim}), got {order!r}")
     return perm.astype(int)
+
+
+# The convolutional conditioner of the image couplings lives in its own module (conv.py).
+from .conv import ConvNet  # noqa: E402, F401

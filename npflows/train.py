@@ -30,6 +30,7 @@ from ._loop import (
     lr_at,
     optimizer_step,
 )
+from .dequantization import for_fit
 from .flow import Flow
 from .layer import RNGLike, as_rng, check_array
 from .optim import Adam
@@ -104,7 +105,9 @@ def fit(
 
     Args:
         flow: the flow to train; its ``params`` change in place.
-        x: data, float array of shape (N, D) with D = ``flow.dim``.
+        x: data, float array of shape (N, D) with D = ``flow.dim`` (images: (N, C, H, W), the
+            flow's ``event_shape``), or integer images as :class:`~npflows.Pixels`, which are
+            dequantized with fresh uniform noise every epoch (docs/multiscale.md).
         epochs, batch_size: positive integers.
         lr: the step size: a positive number, or a schedule ``lr(step)`` of the optimizer's step
             count (``npflows.schedules``; a ``Cosine`` without ``total_steps`` is planned over this
@@ -136,7 +139,8 @@ def fit(
     """
     if not isinstance(flow, Flow):
         raise TypeError(f"flow must be an npflows.Flow, got {type(flow).__name__}")
-    x = check_array(x, flow.dim)
+    x, dequantize = for_fit(x)  # npflows.Pixels: integer images, dequantized afresh each epoch
+    x = check_array(x, flow.event_shape)
     context = flow._check_context(context, len(x))
     epochs, batch_size = (
         check_positive_int(epochs, "epochs"),
@@ -175,6 +179,8 @@ def fit(
     report = Progress(epochs) if progress else None
     try:
         for epoch in range(epochs):
+            if dequantize is not None:
+                x = dequantize(rng)
             batch_losses = []
             rows = rng.permutation(train_rows)
             for step, start in enumerate(range(0, len(rows), batch_size)):
@@ -296,7 +302,7 @@ def fit_lbfgs(
     """
     if not isinstance(flow, Flow):
         raise TypeError(f"flow must be an npflows.Flow, got {type(flow).__name__}")
-    x = check_array(x, flow.dim)
+    x = check_array(x, flow.event_shape)
     context = flow._check_context(context, len(x))
     max_iter = check_positive_int(max_iter, "max_iter")
     tol = check_positive_float(tol, "tol")

@@ -13,6 +13,7 @@ from ..flow import Flow
 from ..io import save
 from ..layers.standardize import Standardize, standardized
 from ..train import TrainingDiverged, fit
+from . import images
 from .common import (
     FLOWS,
     PLOT_HINT,
@@ -60,6 +61,8 @@ def fit_command(args: argparse.Namespace) -> int:
     (1-D and 2-D data). They are written to a hidden directory inside DIR and moved into place only
     when training succeeded: a run that diverges (a NaN or inf, or a training NLL that ends more
     than 0.1 nats per coordinate above where it started) exits 1 and leaves DIR as it was."""
+    if args.data in images.IMAGE_DATA or args.flow in images.IMAGE_FLOWS:
+        return images.fit_command(args)
     rng_data, rng_test, rng_fit, rng_init = map(
         np.random.default_rng, np.random.SeedSequence(args.seed).spawn(4)
     )
@@ -209,16 +212,17 @@ def add_parsers(commands) -> None:
         type=data_source,
         default="bimodal",
         metavar="NAME|FILE",
-        help=f"a built-in data set:\n{listed(datasets.DATASETS)};\n"
+        help=f"a built-in data set:\n{listed([*datasets.DATASETS, *images.IMAGE_DATA])};\n"
         "or a .npy/.csv file of points, one per row (the delimiter, comma,\n"
         "semicolon, tab or spaces, and a header line are detected)\n"
         "(default: %(default)s)",
     )
     p.add_argument(
         "--flow",
-        choices=FLOWS,
+        choices=[*FLOWS, *images.IMAGE_FLOWS],
         metavar="FLOW",
-        help=f"{listed(FLOWS)}\n({per_dim_default('flow')})",
+        help=f"{listed(FLOWS)}\n({per_dim_default('flow')});\n"
+        f"for --data digits: {', '.join(images.IMAGE_FLOWS)} (default: glow)",
     )
     p.add_argument(
         "--n-train",
@@ -248,7 +252,7 @@ def add_parsers(commands) -> None:
 
 def data_source(text: str) -> str | Path:
     """An argparse ``type``: a built-in data set's name, or a path ending in .npy or .csv."""
-    if text in datasets.DATASETS:
+    if text in datasets.DATASETS or text in images.IMAGE_DATA:
         return text
     if Path(text).suffix.lower() in (".npy", ".csv"):
         return Path(text)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import common
+from . import common, images
 from .common import (
     SEED,
     add_command,
@@ -32,7 +32,7 @@ def sample_command(args: argparse.Namespace) -> int:
     flow = load_flow(args.model)
     check_points_size(args.n, flow.dim, "-n")
     x = sample_in_chunks(flow, args.n, np.random.default_rng(args.seed))
-    write_points(x, args.out)
+    write_points(images.as_rows(x, args.out), args.out)
     if args.out is not None:
         print(f"saved {args.n} points to {args.out}")
     return 0
@@ -44,6 +44,13 @@ def score_command(args: argparse.Namespace) -> int:
     memory-mapped), so it may be larger than memory; the mean is summed exactly (math.fsum), so
     it does not depend on the chunks."""
     flow = load_flow(args.model)
+    if images.is_image_flow(flow):  # image files are read whole
+        log_q = flow.log_prob(images.read_images(args.file, flow))
+        if args.mean:
+            print(repr(math.fsum(log_q.tolist()) / len(log_q)))
+        else:
+            sys.stdout.write("".join(f"{v!r}\n" for v in log_q.tolist()))
+        return 0
     total, count, below_float64 = [], 0, 0
     for x in iter_points(args.file, args.skip_columns, common.CHUNK_ROWS):
         if x.shape[1] != flow.dim:
