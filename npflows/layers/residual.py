@@ -93,10 +93,12 @@ class ResidualBlock(Layer):
         max_iter: int = 1000,
         rng: RNGLike = None,
     ):
-        if int(dim) != dim or dim < 1:
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
         hidden = tuple(hidden)
-        if any(int(h) != h or h < 1 for h in hidden):
+        if any(
+            isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in hidden
+        ):
             raise ValueError(f"hidden must be positive integers, got {hidden!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
@@ -111,7 +113,7 @@ class ResidualBlock(Layer):
             ("max_iter", max_iter, 1),
             ("n_power_iterations", n_power_iterations, 0),
         ):
-            if isinstance(value, bool) or int(value) != value or value < low:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
         if count not in residual_logdet.COUNTS:
             raise ValueError(f"count must be one of {residual_logdet.COUNTS}, got {count!r}")
