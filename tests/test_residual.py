@@ -263,6 +263,9 @@ def test_bad_arguments_are_refused():
         {"hidden": (True,)},
         {"max_iter": 2.5},
         {"tol": float("nan")},
+        {"power_vectors": [[1.0]] * 3},
+        {"spectral_norm": "power", "hidden": (2,), "power_vectors": [[0.0, 0.0], [1.0, 0.0]]},
+        {"spectral_norm": "power", "hidden": (2,), "power_vectors": [[1.0, 0.0]]},
     ):
         with pytest.raises(ValueError):
             nf.ResidualBlock(2, **kwargs)

@@ -155,6 +155,10 @@ class ResidualBlock(Layer):
             self.power_vectors = [np.array(v, dtype=np.float64) for v in power_vectors]
             if [v.shape for v in self.power_vectors] != [(w,) for w in widths[1:]]:
                 raise ValueError(f"power_vectors must have lengths {widths[1:]}")
+            if not all(np.isfinite(v).all() and np.any(v != 0) for v in self.power_vectors):
+                raise ValueError("power_vectors must be finite and nonzero")
+        elif power_vectors is not None:
+            raise ValueError('power_vectors are only used with spectral_norm="power"')
         self.estimator_rng = np.random.default_rng(int(rng.integers(2**63)))
 
     def _check(self, h, context, name):
