@@ -47,7 +47,7 @@ class Planar(Layer):
     max_newton_steps = 200
 
     def __init__(self, dim: int, rng: RNGLike = None):
-        if int(dim) != dim or dim < 1:
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
         self.dim = int(dim)
         rng = as_rng(rng)

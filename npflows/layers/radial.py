@@ -44,7 +44,7 @@ class Radial(Layer):
     max_abs_input = 1e150  # squares and products with the weights stay finite beyond it
 
     def __init__(self, dim: int, rng: RNGLike = None):
-        if int(dim) != dim or dim < 1:
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
         self.dim = int(dim)
         rng = as_rng(rng)
