@@ -215,4 +215,5 @@ def test_good_constructor_arguments_are_kept_as_plain_numbers():
     T = RQSplineTransformer(np.int64(4), np.float32(2.0), min_width=0.01)
     assert (T.bins, T.bound, T.min_width) == (4, 2.0, 0.01)
     assert type(T.bins) is int and type(T.bound) is float
-    assert PiecewiseLinearTransformer(4.0).bins == 4  # a whole float is accepted, as before
+    with pytest.raises(ValueError, match="bins must be a positive integer"):
+        PiecewiseLinearTransformer(4.0)  # a count is an integer (npflows.layer.check_int)
