@@ -116,7 +116,9 @@ def test_an_overflowing_result_is_refused(T, theta, method, value, formula):
     theta = np.broadcast_to(np.asarray(theta, dtype=float), (1, 2, T.n_params))
     u = np.array([[0.5, value]])
     with np.errstate(over="ignore"):
-        with pytest.raises(ValueError, match=formula + r" overflows .*1 value\(s\).*docs/ranges"):
+        with pytest.raises(
+            ValueError, match=formula + r" overflows .*1 value\(s\).*docs/ranges.md"
+        ):
             getattr(T, method)(u, theta)
     u[0, 1] = value * 1e-10  # well inside the range: finite
     y, log_deriv = getattr(T, method)(u, theta)
