@@ -74,7 +74,8 @@ class RQSplineTransformer(Transformer):
     Args:
         bins: K ≥ 1.
         bound: B > 0, the tail bound.
-        min_width, min_height: m_w, m_h in (0, 1/K). min_derivative: m_d in (0, 1).
+        min_width, min_height: m_w, m_h in (0, 1/K).
+        min_derivative: m_d in (0, 1).
     """
 
     def __init__(
