@@ -167,7 +167,7 @@ def test_the_sphinx_site_lists_every_page():
 
 # -- the code on the pages runs -------------------------------------------------------------------
 PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
-PAGES_WITH_EXAMPLES = ["contract.md"]
+PAGES_WITH_EXAMPLES = ["contract.md", "linear.md"]
 
 
 def run_blocks(source: str, name: str) -> dict:
