@@ -251,3 +251,12 @@ def test_absorbed_context_map_gives_the_same_densities_on_the_raw_context(name):
     absorb_context_map(flow, context_map)
     np.testing.assert_allclose(flow.log_prob(x, context=context), before, rtol=1e-9, atol=1e-9)
     assert np.abs(before - flow.log_prob(x, context=context_map.inverse(context)[0])).max() > 1e-3
+
+
+def test_without_standardize_the_context_is_passed_as_is():
+    x = nf.datasets.get("moons").sample(500, rng=0)
+    est = FlowDensity(context_columns=1, standardize=False, epochs=2, random_state=0).fit(x)
+    assert np.array_equal(est.context_mean_, [0.0]) and np.array_equal(est.context_scale_, [1.0])
+    np.testing.assert_array_equal(
+        est.score_samples(x[:7]), est.flow_.log_prob(x[:7, :1], context=x[:7, 1:])
+    )
