@@ -19,7 +19,6 @@ from scipy.special import expit
 
 ACTIVATIONS = ("lipswish", "elu")
 SPECTRAL_NORMS = ("exact", "power")
-_TINY = np.finfo(np.float64).tiny
 
 
 # -- activations: value, σ′, σ″ and, for LipSwish, their derivatives in the raw parameter ----------
@@ -61,20 +60,25 @@ def top_singular(W, vector=None):
     half-step of power iteration from the right vector ``vector``: u = Wv/‖Wv‖, σ = ‖Wv‖ ≤ ‖W‖₂,
     an under-estimate until v has converged to the top right singular vector.
     In both cases dσ = uᵀ dW v (for the power estimate, at fixed v; exactly, since σ = ‖Wv‖).
+    u and v are in W's dtype (a float64 ``vector`` is cast to a float32 W's).
     """
     if vector is None:
         U, S, Vt = np.linalg.svd(W, full_matrices=False)
         return float(S[0]), U[:, 0], Vt[0]
+    vector = vector.astype(W.dtype, copy=False)
     Wv = W @ vector
     sigma = float(np.linalg.norm(Wv))
-    return sigma, Wv / max(sigma, _TINY), vector
+    return sigma, Wv / max(sigma, float(np.finfo(W.dtype).tiny)), vector
 
 
 def power_step(W, vector):
-    """One power-iteration step on WᵀW: v ← Wᵀ(Wv)/‖Wᵀ(Wv)‖ (v is kept where W v = 0)."""
-    new = W.T @ (W @ vector)
+    """One power-iteration step on WᵀW: v ← Wᵀ(Wv)/‖Wᵀ(Wv)‖ (v is kept where W v = 0).
+
+    Computed in W's dtype; the new v is returned in ``vector``'s dtype (the stored state).
+    """
+    new = W.T @ (W @ vector.astype(W.dtype, copy=False))
     norm = np.linalg.norm(new)
-    return new / norm if norm > 0 else vector
+    return (new / norm).astype(vector.dtype, copy=False) if norm > 0 else vector
 
 
 def normalize_weight(W, c, vector=None):
@@ -151,7 +155,8 @@ class ContractiveNet:
     def jacobian(self):
         """J_g(x_n) per row, shape (N, D, D), entry [n, i, j] = ∂g_i/∂x_j."""
         n, d = self.inputs[0].shape
-        return np.swapaxes(self.jvp(np.broadcast_to(np.eye(d), (n, d, d))), 1, 2)
+        identity = np.eye(d, dtype=self.value.dtype)  # the pass's dtype: float32 stays float32
+        return np.swapaxes(self.jvp(np.broadcast_to(identity, (n, d, d))), 1, 2)
 
     def backward(self, grad_value, C=None, V=None):
         """∂/∂(x, W̃, b, β_raw) of S = ⟨grad_value, g(x)⟩ + Σ_{n,k} C[n, k]ᵀ J_g(x_n) V[n, k].

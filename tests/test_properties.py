@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from registry import CASES, DIM
+from registry import CASES, DIM, IMAGE_CASES
 
 import npflows as nf
 from npflows.layer import Layer
@@ -175,10 +175,11 @@ def test_bad_inputs_are_refused_without_changing_params(name):
 
 # -- the registry covers everything by construction ------------------------------------------------
 def _built_layers():
-    """Every registered case's layer, with the layers it wraps (a Flow's, an Invert's)."""
+    """Every registered case's layer (the image cases' too, which tests/test_image_properties.py
+    runs), with the layers it wraps (a Flow's, an Invert's)."""
     found = []
-    for name in sorted(CASES):
-        stack = [CASES[name].build(np.random.default_rng(0))]
+    for case in [*CASES.values(), *IMAGE_CASES.values()]:
+        stack = [case.build(np.random.default_rng(0))]
         while stack:
             layer = stack.pop()
             found.append(layer)

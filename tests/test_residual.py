@@ -217,6 +217,23 @@ def test_generative_direction_raises_with_the_residual_when_max_iter_is_too_smal
     assert len(history) > 6 and np.all(steps <= lipschitz_bound(layer) * np.sqrt(3))
 
 
+@pytest.mark.parametrize("logdet", ["exact", "series", "roulette"])
+def test_a_float32_block_computes_in_float32_and_its_iteration_stops_at_float32_precision(logdet):
+    layer = block(3, 5, logdet=logdet, spectral_norm="power").astype(np.float32)
+    z = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
+    x, history = layer.solve(z)  # tol = 1e-14 is below float32's resolution: the 8ε floor decides
+    assert x.dtype == np.float32 and len(history) < 200
+    eps = np.finfo(np.float32).eps
+    assert history[-1] <= 8 * eps * (1 + np.abs(x).max() + np.abs(z).max())
+    np.testing.assert_allclose(layer.inverse(x)[0], z, atol=1e-5)
+    # the private passes, which a Flow chains without the public casts, stay in float32 too
+    for out, log_det, pullback in (layer._forward_vjp(z, None), layer._inverse_vjp(x, None)):
+        assert out.dtype == log_det.dtype == np.float32
+        grad_in, grads = pullback(np.ones_like(out), np.ones_like(log_det))
+        assert grad_in.dtype == np.float32
+        assert {g.dtype for g in leaves(grads)} == {np.dtype(np.float32)}
+
+
 def test_lipschitz_bound_stays_below_one_while_training():
     flow = nf.Flow([nf.ResidualBlock(2, (32, 32), lipschitz=0.9, rng=0) for _ in range(2)])
     x = nf.datasets.get("moons").sample(256, rng=0)
@@ -262,16 +279,19 @@ def test_bad_arguments_are_refused():
         {"hidden": (0,)},
         {"hidden": (True,)},
         {"max_iter": 2.5},
+        {"n_exact_terms": -1},
+        {"n_power_iterations": 1.0},
         {"tol": float("nan")},
         {"power_vectors": [[1.0]] * 3},
         {"spectral_norm": "power", "hidden": (2,), "power_vectors": [[0.0, 0.0], [1.0, 0.0]]},
         {"spectral_norm": "power", "hidden": (2,), "power_vectors": [[1.0, 0.0]]},
     ):
-        with pytest.raises(ValueError):
+        # npflows.layer.check_int: TypeError for a bool or a non-number, ValueError otherwise
+        with pytest.raises((ValueError, TypeError)):
             nf.ResidualBlock(2, **kwargs)
     for cls in (nf.Planar, nf.Radial, nf.ResidualBlock):
         for dim in (True, 0, 2.5, "3"):
-            with pytest.raises(ValueError, match="dim must be a positive integer"):
+            with pytest.raises((ValueError, TypeError), match="dim must be a positive integer"):
                 cls(dim)
     with pytest.raises(TypeError):
         lipschitz_bound(nf.Planar(2))

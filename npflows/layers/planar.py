@@ -10,10 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from ..layer import Layer, RNGLike, as_rng
+from ..layer import Layer, RNGLike, as_rng, check_int
 from .implicit import implicit_pullback
-
-_TINY = np.finfo(np.float64).tiny
 
 
 def _sech2(a):
@@ -47,9 +45,7 @@ class Planar(Layer):
     max_newton_steps = 200
 
     def __init__(self, dim: int, rng: RNGLike = None):
-        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        self.dim = int(dim)
+        self.dim = check_int(dim, "dim")
         rng = as_rng(rng)
         scale = 1.0 / np.sqrt(self.dim)
         self.params = {
@@ -66,7 +62,8 @@ class Planar(Layer):
         u, w = self.params["u"], self.params["w"]
         s = w @ u
         m = np.logaddexp(0.0, s) - 1.0  # m(wᵀu) = −1 + softplus(wᵀu)
-        norm2 = max(float(w @ w), _TINY)
+        tiny = np.finfo(w.dtype).tiny  # in the parameters' dtype, so that c stays finite there
+        norm2 = max(w @ w, tiny)
         c = (m - s) / norm2
         return u + c * w, m, s, c, norm2
 
@@ -99,7 +96,7 @@ class Planar(Layer):
             grad_s = grad_m * expit(s) - grad_c / norm2
             grad_u += grad_s * w
             grad_w += grad_s * u
-            if norm2 > _TINY:  # ∂c/∂‖w‖² = −c/‖w‖², ∂‖w‖²/∂w = 2w
+            if norm2 > np.finfo(w.dtype).tiny:  # ∂c/∂‖w‖² = −c/‖w‖², ∂‖w‖²/∂w = 2w
                 grad_w += (-2.0 * grad_c * c / norm2) * w
             return grad_z, {"u": grad_u, "w": grad_w, "b": grad_b}
 
@@ -109,7 +106,8 @@ class Planar(Layer):
         """α with α + m tanh(α + b) = wᵀx for every row, by bracketed Newton."""
         w, b = self.params["w"], self.params["b"][0]
         target = x @ w  # (N,)
-        radius = abs(m) + 4.0 * np.finfo(np.float64).eps * (np.abs(target) + 1.0)
+        eps = np.finfo(target.dtype).eps  # machine precision of the pass (float32 or float64)
+        radius = abs(m) + 4.0 * eps * (np.abs(target) + 1.0)
         low, high = target - radius, target + radius
         alpha = target.copy()
         for _ in range(self.max_newton_steps):
@@ -121,7 +119,7 @@ class Planar(Layer):
             # Newton where it stays inside the bracket, bisection otherwise (the safeguard).
             step = np.where((newton > low) & (newton < high), newton, 0.5 * (low + high))
             step = np.where(residual == 0, alpha, step)
-            tiny_bracket = high - low <= 4.0 * np.finfo(np.float64).eps * np.abs(alpha)
+            tiny_bracket = high - low <= 4.0 * eps * np.abs(alpha)
             if np.all((step == alpha) | tiny_bracket):
                 return step
             alpha = step

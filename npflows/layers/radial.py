@@ -10,10 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from ..layer import Layer, RNGLike, as_rng
+from ..layer import Layer, RNGLike, as_rng, check_int
 from .implicit import implicit_pullback
-
-_TINY = np.finfo(np.float64).tiny
 
 
 class Radial(Layer):
@@ -44,9 +42,7 @@ class Radial(Layer):
     max_abs_input = 1e150  # squares and products with the weights stay finite beyond it
 
     def __init__(self, dim: int, rng: RNGLike = None):
-        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        self.dim = int(dim)
+        self.dim = check_int(dim, "dim")
         rng = as_rng(rng)
         self.params = {
             "z0": rng.standard_normal(self.dim),
@@ -95,7 +91,7 @@ class Radial(Layer):
             grad_sigma = grad_k @ (1 / (alpha + r)) + grad_log_det @ dld_dsigma
             grad_alpha = grad_k @ (-k / (alpha + r)) + grad_log_det @ dld_dalpha
             # r = ‖e‖: ∂r/∂e = e/r (0 at r = 0); e = z − z₀.
-            grad_e = k[:, None] * grad_x + (grad_r / np.maximum(r, _TINY))[:, None] * e
+            grad_e = k[:, None] * grad_x + (grad_r / _clamped(r))[:, None] * e
             grads = {
                 "z0": grad_x.sum(axis=0) - grad_e.sum(axis=0),
                 "alpha_raw": np.array([grad_alpha * expit(self.params["alpha_raw"][0])]),
@@ -125,7 +121,7 @@ class Radial(Layer):
         e = z - self.params["z0"]
         r = np.sqrt(np.einsum("nd,nd->n", e, e))
         k = (sigma + r) / (alpha + r)
-        unit = e / np.maximum(r, _TINY)[:, None]
+        unit = e / _clamped(r)[:, None]
         # k + k′ r = Q/(α + r)², so J = k I + k′r ê êᵀ has (J⁻¹ b) = b/k − ê (êᵀb) k′r/(k Q/(α+r)²).
         k_prime_r = r * (alpha - sigma) / (alpha + r) ** 2
         k_total = self._log_det(r, alpha, sigma)[1] / (alpha + r) ** 2
@@ -135,3 +131,9 @@ class Radial(Layer):
             return rhs / k[:, None] - unit * (radial * k_prime_r / (k * k_total))[:, None]
 
         return z, log_det, implicit_pullback(forward_pullback, solve_jacobian_transpose)
+
+
+def _clamped(r):
+    """r clamped below by the smallest normal number of its own dtype (a float64 bound would make
+    a float32 pass float64), for the division in ê = e/r, which is 0 where r = 0."""
+    return np.maximum(r, np.finfo(r.dtype).tiny)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..layer import Layer, RNGLike, as_rng
+from ..layer import Layer, RNGLike, as_rng, check_int
 from ..lipschitz import (
     ACTIVATIONS,
     SPECTRAL_NORMS,
@@ -19,6 +19,7 @@ from ..lipschitz import (
     power_step,
     top_singular,
 )
+from ..nn import check_hidden
 from . import residual_logdet
 from .implicit import implicit_pullback
 
@@ -68,8 +69,12 @@ class ResidualBlock(Layer):
     restart it). They return the estimate of the log-det itself as the value.
 
     Generative direction (``forward``): x_{t+1} = z − g(x_t) from x_0 = z until
-    ‖x + g(x) − z‖_∞ ≤ ``tol`` · (1 + ‖z‖_∞) in every row, at most ``max_iter`` iterations, else
-    :class:`ConvergenceError` stating the residual. Both directions offer a pullback; the forward one
+    ‖x + g(x) − z‖_∞ ≤ max(``tol`` · (1 + ‖z‖_∞), 8 ε (1 + ‖x‖_∞ + ‖z‖_∞)) in every row, at most
+    ``max_iter`` iterations, else :class:`ConvergenceError` stating the residual. ε is the machine
+    epsilon of the dtype the pass computes in: the second bound is a safe multiple of the rounding
+    error of evaluating x + g(x) − z itself (a few ε (1 + ‖x‖_∞ + ‖z‖_∞)), which no iteration can
+    go below. It decides in float32 (ε = 1.2e-7), where the default ``tol`` = 1e-14 is out of reach,
+    and in float64 (ε = 2.2e-16) only where ‖x‖_∞ ≫ ‖z‖_∞. Both directions offer a pullback; the forward one
     by the implicit function theorem, solving with the dense (I + J_g)ᵀ per row (O(D³), every logdet).
     """
 
@@ -95,28 +100,20 @@ class ResidualBlock(Layer):
         max_iter: int = 1000,
         rng: RNGLike = None,
     ):
-        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        hidden = tuple(hidden)
-        if any(
-            isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in hidden
-        ):
-            raise ValueError(f"hidden must be positive integers, got {hidden!r}")
+        dim, hidden = check_int(dim, "dim"), check_hidden(hidden)
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         if not 0.0 < lipschitz < 1.0:
             raise ValueError(f"lipschitz must be in (0, 1), got {lipschitz!r}")
         if logdet not in LOGDETS:
             raise ValueError(f"logdet must be one of {LOGDETS}, got {logdet!r}")
-        for name, value, low in (
-            ("n_terms", n_terms, 1),
-            ("n_exact_terms", n_exact_terms, 0),
-            ("n_probes", n_probes, 1),
-            ("max_iter", max_iter, 1),
-            ("n_power_iterations", n_power_iterations, 0),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
+        n_terms, n_probes, max_iter = (
+            check_int(n_terms, "n_terms"),
+            check_int(n_probes, "n_probes"),
+            check_int(max_iter, "max_iter"),
+        )
+        n_exact_terms = check_int(n_exact_terms, "n_exact_terms", minimum=0)
+        n_power_iterations = check_int(n_power_iterations, "n_power_iterations", minimum=0)
         if count not in residual_logdet.COUNTS:
             raise ValueError(f"count must be one of {residual_logdet.COUNTS}, got {count!r}")
         if count == "geometric" and not 0.0 < count_param < 1.0:
@@ -129,16 +126,12 @@ class ResidualBlock(Layer):
             )
         if not 0.0 < tol < 1.0:
             raise ValueError(f"tol must be in (0, 1), got {tol!r}")
-        self.dim, self.hidden, self.activation = int(dim), tuple(int(h) for h in hidden), activation
+        self.dim, self.hidden, self.activation = dim, hidden, activation
         self.lipschitz, self.logdet = float(lipschitz), logdet
-        self.n_terms, self.n_exact_terms, self.n_probes = (
-            int(n_terms),
-            int(n_exact_terms),
-            int(n_probes),
-        )
+        self.n_terms, self.n_exact_terms, self.n_probes = n_terms, n_exact_terms, n_probes
         self.count, self.count_param = count, float(count_param)
-        self.spectral_norm, self.n_power_iterations = spectral_norm, int(n_power_iterations)
-        self.tol, self.max_iter = float(tol), int(max_iter)
+        self.spectral_norm, self.n_power_iterations = spectral_norm, n_power_iterations
+        self.tol, self.max_iter = float(tol), max_iter
         rng = as_rng(rng)
         widths = [self.dim, *self.hidden, self.dim]
         weights = [
@@ -209,7 +202,9 @@ class ResidualBlock(Layer):
         """(value (N,), pairs) of the chosen estimator, drawing its random numbers now."""
         if self.logdet == "exact":
             return residual_logdet.exact(net)
+        # Drawn in float64 whatever the dtype (the same numbers for a float32 block), then cast.
         probes = self.estimator_rng.standard_normal((n, self.n_probes, self.dim))
+        probes = probes.astype(net.value.dtype, copy=False)
         if self.logdet == "series":
             return residual_logdet.series(net, probes, self.n_terms)
         counts = residual_logdet.draw_counts(self.count, self.count_param, n, self.estimator_rng)
@@ -248,29 +243,34 @@ class ResidualBlock(Layer):
     def solve(self, z, weights=None, *, tol=None, max_iter=None):
         """x with x + g(x) = z, by x ← z − g(x) from x = z; ConvergenceError if not within the limit.
 
-        ``tol`` and ``max_iter`` default to the block's. Returns x and the residuals
-        ‖x_t + g(x_t) − z‖_∞ per iteration (max over rows), which fall like Lip(g)^t.
+        ``tol`` and ``max_iter`` default to the block's. Stops when every row's residual is at
+        most max(tol · (1 + ‖z‖_∞), 8 ε (1 + ‖x‖_∞ + ‖z‖_∞)), ε the epsilon of the computing dtype
+        (the class docstring says why). Returns x and the residuals ‖x_t + g(x_t) − z‖_∞ per
+        iteration (max over rows), which fall like Lip(g)^t down to that rounding floor.
         """
         tol = self.tol if tol is None else float(tol)
         max_iter = self.max_iter if max_iter is None else int(max_iter)
         weights = self.normalized_weights()[0] if weights is None else weights
-        scale = 1.0 + np.abs(z).max(axis=1) if len(z) else np.ones(0)
+        eps = np.finfo(np.result_type(z, *weights)).eps
+        z_size = np.abs(z).max(axis=1) if len(z) else np.zeros(0)
         x, history = z.copy(), []
         for _ in range(max_iter + 1):
             g = self._net(x, weights).value
             residual = np.abs(x + g - z).max(axis=1) if len(z) else np.zeros(0)
             history.append(float(residual.max(initial=0.0)))
-            if np.all(residual <= tol * scale):
+            x_size = np.abs(x).max(axis=1) if len(z) else np.zeros(0)
+            threshold = np.maximum(tol * (1.0 + z_size), 8.0 * eps * (1.0 + x_size + z_size))
+            if np.all(residual <= threshold):
                 return x, history
             if len(history) > max_iter:
                 break
             x = z - g
-        worst = int(np.argmax(residual / scale))
+        worst = int(np.argmax(residual / threshold))
         raise ConvergenceError(
             f"the fixed-point iteration x ← z − g(x) did not converge in {max_iter} iterations: "
             f"residual ‖x + g(x) − z‖∞ = {residual[worst]:.3g} in row {worst}, above "
-            f"tol · (1 + ‖z‖∞) = {tol * scale[worst]:.3g}; raise max_iter (the error falls like "
-            f"Lip(g)^t, Lip(g) ≤ {lipschitz_bound(self):.3g})"
+            f"max(tol · (1 + ‖z‖∞), 8ε(1 + ‖x‖∞ + ‖z‖∞)) = {threshold[worst]:.3g}; raise max_iter "
+            f"(the error falls like Lip(g)^t, Lip(g) ≤ {lipschitz_bound(self):.3g})"
         )
 
     def _forward(self, z, context):
@@ -282,7 +282,8 @@ class ResidualBlock(Layer):
         weights, weight_pullbacks = self.normalized_weights()
         x, _ = self.solve(z, weights)
         _, log_det, inverse_pullback = self._closed_form_vjp(x, weights, weight_pullbacks)
-        matrix_T = np.swapaxes(self._net(x, weights).jacobian(), 1, 2) + np.eye(self.dim)
+        jacobian = self._net(x, weights).jacobian()
+        matrix_T = np.swapaxes(jacobian, 1, 2) + np.eye(self.dim, dtype=jacobian.dtype)
 
         def solve_jacobian_transpose(rhs):
             return np.linalg.solve(matrix_T, rhs[..., None])[..., 0] if len(rhs) else rhs

@@ -23,14 +23,15 @@ def exact(net):
     """
     jac = net.jacobian()  # (N, D, D)
     n, d, _ = jac.shape
-    matrix = jac + np.eye(d)
+    matrix = jac + np.eye(d, dtype=jac.dtype)
     sign, log_det = np.linalg.slogdet(matrix)
     if np.any(sign <= 0):  # impossible when Lip(g) < 1: every eigenvalue has a positive real part
         raise ValueError("det(I + J_g) is not positive: the block is not contractive")
 
     def pairs(grad_log_det):
         inverse = np.linalg.inv(matrix) if n else matrix
-        return grad_log_det[:, None, None] * inverse, np.broadcast_to(np.eye(d), (n, d, d))
+        identity = np.broadcast_to(np.eye(d, dtype=jac.dtype), (n, d, d))
+        return grad_log_det[:, None, None] * inverse, identity
 
     return log_det, pairs
 
@@ -64,7 +65,9 @@ def series(net, probes, n_terms):
     gradient: O(n N P (D H + H²)).
     """
     n_probes = probes.shape[1]
-    coef = np.array([(-1.0) ** (k + 1) / (k * n_probes) for k in range(1, n_terms + 1)])
+    coef = np.array(
+        [(-1.0) ** (k + 1) / (k * n_probes) for k in range(1, n_terms + 1)], dtype=probes.dtype
+    )
     powers = _powers(net, probes, n_terms)
     traces = np.stack([np.einsum("npd,npd->n", probes, powers[k]) for k in range(1, n_terms + 1)])
     log_det = coef @ traces
@@ -115,11 +118,14 @@ def roulette(net, probes, counts, n_exact_terms, count, count_param):
     n_terms = counts + n_exact_terms  # (N,)
     n_max = int(n_terms.max()) if len(counts) else 0
     if n_max == 0:  # no terms at all (no rows, or n_exact = 0 and N = 0 everywhere)
-        return np.zeros(len(counts)), lambda grad_log_det: (np.zeros_like(probes), probes)
+        zeros = np.zeros(len(counts), dtype=probes.dtype)
+        return zeros, lambda grad_log_det: (np.zeros_like(probes), probes)
     k = np.arange(1, n_max + 1)
     weight = survival(count, count_param, k - n_exact_terms)  # P(N ≥ k − n_exact), (n_max,)
     kept = k[None, :] <= n_terms[:, None]  # (N, n_max)
-    coef = np.where(kept, (-1.0) ** (k + 1) / (k * weight * n_probes), 0.0)
+    # 1/(k P(N ≥ k − n_exact)) is formed in float64, where P of a large k is still representable,
+    # and the coefficients are then cast to the pass's dtype.
+    coef = np.where(kept, (-1.0) ** (k + 1) / (k * weight * n_probes), 0.0).astype(probes.dtype)
     powers = _powers(net, probes, n_max)
     traces = np.stack(
         [np.einsum("npd,npd->n", probes, powers[j]) for j in range(1, n_max + 1)], axis=1
@@ -132,6 +138,7 @@ def roulette(net, probes, counts, n_exact_terms, count, count_param):
         omega = np.zeros_like(probes)
         for j in range(n_max):
             scale = np.where(kept[:, j], (-1.0) ** j / (weight[j] * n_probes), 0.0)
+            scale = scale.astype(probes.dtype)
             omega += scale[:, None, None] * transposed[j]
         return grad_log_det[:, None, None] * omega, probes
 
