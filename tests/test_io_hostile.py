@@ -304,6 +304,21 @@ def test_sizes_within_the_limit_whose_product_is_not_are_refused(tmp_path):
     refused(tmp_path / "m.npz", r"implies 363\d+ parameters, but the file's arrays hold only 2000")
 
 
+def test_an_image_whose_entries_exceed_the_limit_is_refused_before_building(tmp_path):
+    """H = W = 1000 each pass the per-size limit of a file holding 2,000 scalars, and the ConvNet
+    they imply is small, but an ImageCoupling builds its (C, H, W) mask: C·H·W is a size too."""
+    model = {
+        "class": "ImageCoupling",
+        "args": {
+            "shape": [1, 1000, 1000],
+            "transformer": {"class": "AffineTransformer", "args": {}},
+            "hidden": 1,
+        },
+    }
+    write_model(tmp_path / "m.npz", model, {"net/kernels/0": np.zeros((2000,))})
+    refused(tmp_path / "m.npz", r"ImageCoupling: C·H·W \(the shape's number of entries\)=1000000")
+
+
 def test_a_declared_linear_40000_with_matching_metadata_but_small_members(tmp_path):
     meta = signed({"class": "Linear", "args": {"dim": 40000}}, LINEAR2_ARRAYS)
     meta["arrays"] = {

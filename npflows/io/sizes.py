@@ -163,6 +163,51 @@ def _parameter_free(a: _Args) -> int:
     return 0
 
 
+def _residual_block(a: _Args) -> int:
+    """Weights and biases of g's net [D, *hidden, D], and LipSwish's β_raw per hidden unit. Its
+    other integers (n_terms, n_exact_terms, n_probes, n_power_iterations, max_iter) count work
+    per call, not anything built, so they are not sizes."""
+    hidden = a.sizes("hidden")
+    lipswish = sum(hidden) if a.args["activation"] == "lipswish" else 0
+    return _mlp([a.size("dim"), *hidden, a.size("dim")]) + lipswish
+
+
+def _image_shape(a: _Args) -> tuple[int, int, int]:
+    """(C, H, W) of an image layer, each a size, and C·H·W (its dim) a size too."""
+    shape = a.sizes("shape")
+    if len(shape) != 3:
+        raise ModelFileError(f"{a.counter.where}: {a.owner}: shape must be (C, H, W)")
+    a.counter.size(a.owner, "C·H·W (the shape's number of entries)", shape[0] * shape[1] * shape[2])
+    return shape[0], shape[1], shape[2]
+
+
+def _image_parameter_free(a: _Args) -> int:
+    _image_shape(a)
+    return 0
+
+
+def _invconv(a: _Args) -> int:
+    c = _image_shape(a)[0]
+    return 2 * c * (c + 1)  # the LULinear(C) of every pixel: lower, upper, log_scale, beta
+
+
+def _image_coupling(a: _Args) -> int:
+    """ConvNet(C_in → C_out·P): kernels 3·3·C_in·h, 1·1·h·h, 3·3·h·C_out·P and their biases, with
+    (C_in, C_out) = (C, C) for a checkerboard and the two channel halves for a channel mask."""
+    from ..transformers import AffineTransformer  # ImageCoupling's default (transformer=None)
+
+    c, _, _ = _image_shape(a)
+    hidden = a.size("hidden")
+    n_params = AffineTransformer().n_params if a.args["transformer"] is None else a.n_params()
+    if a.args["mask"] == "channel":
+        c_b = c - c // 2 if a.args["parity"] == 0 else c // 2  # parity 0 transforms c ≥ ⌊C/2⌋
+        c_in, c_out = c - c_b, c_b
+    else:
+        c_in = c_out = c
+    out = c_out * n_params
+    return 9 * c_in * hidden + hidden * hidden + 9 * hidden * out + 2 * hidden + out
+
+
 def _formulas() -> dict[type, Callable[[_Args], int]]:
     """Parameter counts of the library's layers, from the shapes their docstrings give."""
     from .. import layers
@@ -189,6 +234,15 @@ def _formulas() -> dict[type, Callable[[_Args], int]]:
         layers.Coupling: _coupling,
         layers.MAF: _autoregressive,
         layers.IAF: _autoregressive,
+        layers.Planar: lambda a: 2 * a.size("dim") + 1,  # u (D,), w (D,), b (1,)
+        layers.Radial: lambda a: a.size("dim") + 2,  # z0 (D,), alpha_raw (1,), beta_raw (1,)
+        layers.ResidualBlock: _residual_block,
+        layers.ActNorm: lambda a: 2 * _image_shape(a)[0],  # log_scale (C,), bias (C,)
+        layers.InvConv1x1: _invconv,
+        layers.ImageCoupling: _image_coupling,
+        layers.Squeeze: _image_parameter_free,
+        layers.PixelLogit: _image_parameter_free,
+        layers.FactorOut: lambda a: _image_parameter_free(a) + a.count("inner"),
     }
 
 
