@@ -4,6 +4,7 @@
   sample       draw points from a saved model
   score        the log-density of each row of a file under a saved model
   fit-density  train a flow by reverse KL to an unnormalized target density
+  check-model  score a zuko or nflows model independently, from its exported arrays
 
 Exit codes: 0 on success, 2 for a usage error, 1 (with one "error: ..." line) for a failure.
 """
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from ..train import TrainingDiverged
-from . import fit_data, fit_density, saved_model
+from . import check_model, fit_data, fit_density, saved_model
 from .common import RawFormatter, UsageError
 
 __all__ = ["build_parser", "main"]
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m npflows", description=__doc__, formatter_class=RawFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (fit_data, saved_model, fit_density):
+    for module in (fit_data, saved_model, fit_density, check_model):
         module.add_parsers(commands)
     return parser
 
