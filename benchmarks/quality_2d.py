@@ -10,6 +10,7 @@ about 5,000 steps, 10 % of the training points for validation, best epoch restor
     python benchmarks/quality_2d.py
     python benchmarks/quality_2d.py --flows nsf-tuned       # NSF, 8 layers of 32 bins on [−4, 4]
     python benchmarks/quality_2d.py --datasets banana --flows nsf --steps 500
+    python benchmarks/quality_2d.py --flows resflow --steps 1000   # 6 residual blocks, exact log-det
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from npflows.cli.common import build_flow, build_layers
 from npflows.flows import NSF
 
 DATASETS = ["8gaussians", "checkerboard", "banana"]
-FLOWS = ["realnvp", "nsf", "maf", "maf-spline", "nsf-tuned"]
+FLOWS = ["realnvp", "nsf", "maf", "maf-spline", "nsf-tuned", "resflow"]
 DEFAULT_FLOWS = FLOWS[:4]
 
 

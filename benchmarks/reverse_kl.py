@@ -9,6 +9,7 @@ and the wall time.
 
     python benchmarks/reverse_kl.py                       # all targets, the default flow
     python benchmarks/reverse_kl.py --targets ring --steps 500 --flow iaf
+    python benchmarks/reverse_kl.py --flow planar --targets ring wave wave-split wave-step
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import argparse
 import time
 
 from npflows import fit_to_density
-from npflows.flows import IAF, NSF, RealNVP
+from npflows.flows import IAF, NSF, PlanarFlow, RadialFlow, RealNVP
 from npflows.targets import TARGETS, get_target
 
 FLOWS = {
@@ -27,6 +28,8 @@ FLOWS = {
     "iaf": lambda dim: IAF(dim, n_layers=5, hidden=(64, 64), rng=0),
     "nsf": lambda dim: NSF(dim, n_layers=4, hidden=(64, 64), rng=0),
     "realnvp": lambda dim: RealNVP(dim, n_layers=8, hidden=(64, 64), rng=0),
+    "planar": lambda dim: PlanarFlow(dim, n_layers=32, rng=0),
+    "radial": lambda dim: RadialFlow(dim, n_layers=32, rng=0),
 }
 
 

@@ -5,7 +5,8 @@ x = f[z], ``inverse`` the normalizing map z = f⁻¹[x]. (nflows and zuko call t
 "forward".)
 """
 
-from . import datasets, estimator, flows, nn, optim, targets, testing, transformers, tree
+from . import datasets, estimator, flows, nn, optim, schedules, targets, testing, transformers, tree
+from .dequantization import Pixels, bits_per_dim
 from .distributions import StandardNormal
 from .flow import Flow
 from .io import ModelFileError, load, save
@@ -13,9 +14,13 @@ from .layer import Layer
 from .layers import (
     IAF,
     MAF,
+    ActNorm,
     Coupling,
     Diagonal,
     Elementwise,
+    FactorOut,
+    ImageCoupling,
+    InvConv1x1,
     Invert,
     LeakyReLU,
     Linear,
@@ -24,16 +29,31 @@ from .layers import (
     Orthogonal,
     Permutation,
     PiecewiseLinear,
+    PixelLogit,
+    Planar,
+    Radial,
+    ResidualBlock,
     RQSpline,
     Sigmoid,
+    Squeeze,
     Triangular,
 )
+from .layers.residual import ConvergenceError
+from .layers.standardize import Standardize, standardized
 from .train import History, TrainingDiverged, fit, fit_lbfgs
 from .variational import VIResult, fit_to_density
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActNorm",
+    "FactorOut",
+    "ImageCoupling",
+    "InvConv1x1",
+    "PixelLogit",
+    "Pixels",
+    "Squeeze",
+    "bits_per_dim",
     "Coupling",
     "Diagonal",
     "Elementwise",
@@ -67,8 +87,15 @@ __all__ = [
     "nn",
     "optim",
     "save",
+    "schedules",
     "targets",
     "testing",
     "transformers",
     "tree",
+    "Standardize",
+    "standardized",
+    "Planar",
+    "Radial",
+    "ResidualBlock",
+    "ConvergenceError",
 ]

@@ -34,10 +34,12 @@ from numpy.polynomial.hermite_e import hermegauss
 from scipy import integrate
 
 from .layer import RNGLike, as_rng, check_array
-from .targets import TARGETS, GaussianMixture, _check_n, get_target
+from .targets import TARGETS, GaussianMixture, check_sample_count, get_target
 
 __all__ = [
     "DATASETS",
+    "DIGITS_LEVELS",
+    "DIGITS_SPLIT",
     "TARGETS",
     "Banana",
     "Checkerboard",
@@ -49,6 +51,7 @@ __all__ = [
     "gaussian_ring",
     "get",
     "get_target",
+    "load_digits",
     "pinwheel",
     "two_moons",
     "two_spirals",
@@ -197,7 +200,7 @@ class Checkerboard:
 
     def sample(self, n: int, rng: RNGLike = None) -> np.ndarray:
         """``n`` draws of shape (n, 2): a black square uniformly, then a uniform point in it."""
-        n, rng = _check_n(n), as_rng(rng)
+        n, rng = check_sample_count(n), as_rng(rng)
         square = self.black_squares[rng.integers(0, len(self.black_squares), n)]
         return self.corner + self.side * (square + rng.random((n, 2)))
 
@@ -240,7 +243,7 @@ class Banana:
 
     def sample(self, n: int, rng: RNGLike = None) -> np.ndarray:
         """``n`` draws of shape (n, 2), by the map from ε ~ N(0, I) above."""
-        eps = as_rng(rng).standard_normal((_check_n(n), 2))
+        eps = as_rng(rng).standard_normal((check_sample_count(n), 2))
         x1 = self.sd1 * eps[:, 0]
         return np.stack([x1, self.bend * (x1**2 - self.sd1**2) + self.sd2 * eps[:, 1]], axis=1)
 
@@ -278,7 +281,7 @@ def two_moons(n: int, rng: RNGLike = None, noise: float = 0.2) -> np.ndarray:
     in FFJORD. Each point picks a moon with probability ½ and θ ~ U(0, π): the upper moon is
     (−1, −0.2) + 2 (cos θ, sin θ), the lower (1, 0.8) − 2 (cos θ, sin θ); then N(0, noise²) is added
     to each coordinate (``noise`` 0.2 is make_moons' 0.1, scaled). Shape (n, 2)."""
-    n, rng = _check_n(n), as_rng(rng)
+    n, rng = check_sample_count(n), as_rng(rng)
     lower = rng.random(n) < 0.5
     arc = 2.0 * _unit_circle(rng.uniform(0.0, np.pi, n))
     x = np.where(lower[:, None], np.array([1.0, 0.8]) - arc, np.array([-1.0, -0.2]) + arc)
@@ -291,7 +294,7 @@ def circles(
     """Concentric circles: a radius r from ``radii`` with equal probability, θ ~ U(0, 2π),
     x = r (cos θ, sin θ) + N(0, noise² I). The defaults are FFJORD's (scikit-learn's
     ``make_circles(factor=0.5, noise=0.08)`` · 3). Shape (n, 2)."""
-    n, rng = _check_n(n), as_rng(rng)
+    n, rng = check_sample_count(n), as_rng(rng)
     r = np.asarray(radii, dtype=np.float64)[rng.integers(0, len(radii), n)]
     x = r[:, None] * _unit_circle(rng.uniform(0.0, 2.0 * np.pi, n))
     return x + noise * rng.standard_normal((n, 2))
@@ -309,7 +312,7 @@ def pinwheel(
     h = (1 + radial_sd ε1, tangential_sd ε2), ε ~ N(0, I); it is turned anticlockwise by the angle
     2πj/arms + rate · exp(h1), so that points farther out turn more, and scaled by 2. (FFJORD turns
     it clockwise: this is its mirror image.) Shape (n, 2)."""
-    n, rng = _check_n(n), as_rng(rng)
+    n, rng = check_sample_count(n), as_rng(rng)
     h = rng.standard_normal((n, 2)) * np.array([radial_sd, tangential_sd])
     h[:, 0] += 1.0
     c, s = _unit_circle(2.0 * np.pi * rng.integers(0, arms, n) / arms + rate * np.exp(h[:, 0])).T
@@ -321,7 +324,7 @@ def two_spirals(n: int, rng: RNGLike = None, turns: float = 1.5, noise: float = 
     swept), x = ±(−θ cos θ, θ sin θ)/3 with either sign equally likely, plus N(0, noise² I).
     FFJORD's "2spirals" without its uniform jitter; the arms end at radius 2π · turns / 3 = π.
     Shape (n, 2)."""
-    n, rng = _check_n(n), as_rng(rng)
+    n, rng = check_sample_count(n), as_rng(rng)
     theta = 2.0 * np.pi * turns * np.sqrt(rng.random(n))
     sign = np.where(rng.random(n) < 0.5, -1.0, 1.0)
     arm = theta[:, None] * _unit_circle(theta) * np.array([-1.0, 1.0]) / 3.0
@@ -348,3 +351,43 @@ def get(name: str) -> Dataset:
         raise ValueError(
             f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}"
         ) from None
+
+
+# -- images ----------------------------------------------------------------------------------------
+DIGITS_LEVELS = 17
+"""Grey levels of the 8×8 digits: integers 0 … 16."""
+
+DIGITS_SPLIT = {"train": slice(0, 1000), "validation": slice(1000, 1350), "test": slice(1350, 1797)}
+"""The fixed split of the 1,797 digits, in the order scikit-learn ships them: the first 1,000 for
+training, the next 350 for validation, the remaining 447 for testing (as in Tomczak's intro_dgm
+notebooks, so bits/dim are comparable with the baselines computed there)."""
+
+
+def load_digits(split: str | None = None) -> np.ndarray:
+    """The 8×8 handwritten digits of scikit-learn (UCI optdigits test set): integer images.
+
+    Args:
+        split: None for all 1,797 images, or "train" (first 1,000), "validation" (next 350) or
+            "test" (remaining 447); see ``DIGITS_SPLIT``.
+
+    Returns:
+        int64 array of shape (N, 1, 8, 8) with values 0 … 16 (``DIGITS_LEVELS`` = 17 levels). Train
+        on them with ``npflows.fit(flow, npflows.Pixels(images, levels=17))``.
+
+    Raises:
+        ImportError: without scikit-learn (the data ship inside it, no download):
+            ``pip install 'npflows[images]'`` or ``pip install scikit-learn``.
+    """
+    if split is not None and split not in DIGITS_SPLIT:
+        raise ValueError(f"split must be None or one of {sorted(DIGITS_SPLIT)}, got {split!r}")
+    try:
+        from sklearn.datasets import load_digits as sklearn_digits
+    except ModuleNotFoundError as error:
+        if error.name not in ("sklearn", "sklearn.datasets"):
+            raise  # scikit-learn is there but broken: show its own error
+        raise ImportError(
+            "load_digits needs scikit-learn, which ships the data: "
+            "pip install 'npflows[images]' (or pip install scikit-learn)"
+        ) from None
+    images = np.rint(sklearn_digits().images).astype(np.int64).reshape(-1, 1, 8, 8)
+    return images if split is None else images[DIGITS_SPLIT[split]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layer import RNGLike, as_rng, check_array
+from .layer import RNGLike, as_rng, check_array, check_int
 
 __all__ = ["StandardNormal"]
 
@@ -21,9 +21,7 @@ class StandardNormal:
     """
 
     def __init__(self, dim: int):
-        if int(dim) != dim or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        self.dim = int(dim)
+        self.dim = check_int(dim, "dim")
         self.params: dict = {}
 
     def log_prob(self, z) -> np.ndarray:
@@ -48,9 +46,7 @@ class StandardNormal:
 
     def sample(self, n: int, rng: RNGLike = None) -> np.ndarray:
         """``n`` draws of shape (n, D), float64, from the ``rng`` given."""
-        if int(n) != n or n < 0:
-            raise ValueError(f"n must be a non-negative integer, got {n!r}")
-        return as_rng(rng).standard_normal((int(n), self.dim))
+        return as_rng(rng).standard_normal((check_int(n, "n", minimum=0), self.dim))
 
     def entropy(self) -> float:
         """Differential entropy in nats, (D/2)(1 + log 2π)."""

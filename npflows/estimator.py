@@ -11,48 +11,56 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import flows
+from . import flow_names
 from .flow import Flow
-from .layer import RNGLike, as_rng, check_array
+from .layer import RNGLike, as_rng
+from .layers.standardize import MIN_ROWS, standardized
 from .train import History, fit
 
-__all__ = ["FlowDensity"]
+__all__ = ["FlowDensity", "NotFittedError"]
 
-BUILDERS = {
-    "nsf": flows.NSF,
-    "realnvp": flows.RealNVP,
-    "nice": flows.NICE,
-    "piecewise-linear": flows.PiecewiseLinearFlow,
-    "maf": flows.MAF,
-    "maf-spline": lambda dim, **kw: flows.MAF(dim, transformer="spline", **kw),
-}
+
+class NotFittedError(ValueError, AttributeError):
+    """A FlowDensity used before ``fit`` (a ValueError and an AttributeError, as scikit-learn's)."""
 
 
 class FlowDensity:
     """Density estimation with a normalizing flow, in the scikit-learn estimator style.
 
     Hyperparameters are stored unchanged by ``__init__``; ``fit`` builds and trains the flow.
-    With ``standardize=True`` the flow models u = (x − mean_) / scale_, and the log-det of that
-    map is counted: log p(x) = log q(u) − Σ_d log scale_d.
+    With ``standardize=True`` (the default) the flow ends, on its data side, in a fixed
+    :class:`~npflows.Standardize` estimated from the training data (:func:`npflows.standardized`):
+    x = mean_ + scale_ ⊙ u, its log-det counted, so log p(x) = log q(u) − Σ_d log scale_d and the
+    fit is scale-equivariant (rescaling X by a adds D log a to every NLL, nothing else changes).
 
     Args:
-        flow: one of "nsf", "realnvp", "nice", "piecewise-linear", "maf", "maf-spline".
+        flow: a name of :data:`npflows.flow_names.BUILDERS` ("nsf", "realnvp", "nice",
+            "piecewise-linear", "maf", "maf-spline", "spline", "gaussian", …), or "auto": "spline"
+            for one feature, "nsf" for more.
         n_layers: layers of the flow (None: the builder's default).
         hidden: hidden widths of the conditioner networks.
         flow_kwargs: other keyword arguments for the builder in :mod:`npflows.flows` (e.g. bins).
         epochs, batch_size, lr, validation_fraction, patience: as :func:`npflows.fit`.
-        standardize: standardize each column before the flow (recommended: spline flows act on
-            [−bound, bound]).
+        standardize: put the fixed standardization on the data side (recommended: spline flows
+            act on [−bound, bound]); refuses data with a (nearly) constant feature.
         random_state: None, an int or a Generator: the flow's initialization and training.
         progress: show training progress.
 
-    Fitted attributes: ``flow_`` (the trained :class:`Flow`), ``history_`` (:class:`History`),
-    ``mean_``, ``scale_`` (D,), ``n_features_in_``.
+    Fitted attributes:
+        flow_: the trained :class:`~npflows.Flow`, a density of the data itself in data units:
+            ``flow_.log_prob(X) == score_samples(X)`` and ``flow_.sample(n)`` draws data rows.
+            With ``standardize=True`` its last layer is the :class:`~npflows.Standardize`.
+        history_: the :class:`~npflows.History` of training.
+        mean_, scale_: (n_features,) the standardization (zeros and ones without it).
+        n_features_in_: the number of features seen by ``fit``.
+
+    scikit-learn is not needed; with it installed (≥ 1.6) the estimator works in pipelines, grid
+    searches and cross-validation (``score`` is the mean log-likelihood, higher is better).
     """
 
     def __init__(
         self,
-        flow: str = "nsf",
+        flow: str = "auto",
         n_layers: int | None = None,
         hidden: Sequence[int] = (64, 64),
         flow_kwargs: dict | None = None,
@@ -105,54 +113,166 @@ class FlowDensity:
         changed = {k: v for k, v in self.get_params().items() if v is not defaults[k]}
         return f"FlowDensity({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
+    def __sklearn_tags__(self):
+        """scikit-learn's tags (imported only when scikit-learn asks): an unsupervised density
+        estimator of dense, finite, numeric 2-D data."""
+        from sklearn.utils import InputTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="density_estimator",
+            target_tags=TargetTags(required=False),
+            input_tags=InputTags(two_d_array=True, sparse=False, allow_nan=False),
+        )
+
     # -- estimation -------------------------------------------------------------------------------
     def fit(self, X, y=None) -> FlowDensity:
-        """Build the flow and train it on X (n_samples, n_features) by maximum likelihood."""
-        X = np.asarray(X)
-        if X.ndim != 2:
-            raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
-        X = check_array(X, X.shape[1], "X")
-        if self.flow not in BUILDERS:
-            raise ValueError(f"flow must be one of {sorted(BUILDERS)}, got {self.flow!r}")
-        rng = as_rng(self.random_state)
-        dim = X.shape[1]
-        self.mean_ = X.mean(axis=0) if self.standardize else np.zeros(dim)
-        scale = X.std(axis=0) if self.standardize else np.ones(dim)
-        self.scale_ = np.where(scale > 0, scale, 1.0)  # a constant column is left unscaled
-        kwargs = dict(self.flow_kwargs or {}, hidden=tuple(self.hidden), rng=rng)
+        """Build the flow and train it on X (n_samples, n_features) by maximum likelihood; ``y``
+        is ignored. Returns self."""
+        self._check_hyperparameters()
+        X = _as_samples(X)
+        n, dim = X.shape
+        if n < MIN_ROWS:
+            raise ValueError(
+                f"FlowDensity needs at least {MIN_ROWS} samples to fit, got n_samples = {n}"
+            )
+        name = ("spline" if dim == 1 else "nsf") if self.flow == "auto" else self.flow
+        options = dict(
+            self.flow_kwargs or {}, hidden=tuple(self.hidden), rng=as_rng(self.random_state)
+        )
         if self.n_layers is not None:
-            kwargs["n_layers"] = self.n_layers
-        self.flow_: Flow = BUILDERS[self.flow](dim, **kwargs)
-        self.history_: History = fit(
-            self.flow_,
-            (X - self.mean_) / self.scale_,
+            options["n_layers"] = self.n_layers
+        try:
+            flow = flow_names.build(name, dim, **options)
+        except ValueError as error:
+            if dim > 1:
+                raise
+            raise ValueError(
+                f"the {name} flow cannot model n_features = 1 ({error}); for one feature use "
+                "flow='spline' or 'auto'"
+            ) from error
+        if not flow.has_inverse_vjp:
+            raise ValueError(
+                f"the {name} flow has no inverse_vjp (its density takes D passes), so it cannot "
+                "be fitted to data; use maf, its mirror"
+            )
+        if self.standardize:
+            flow = standardized(flow, X)
+            mean, scale = flow.layers[-1].mean.copy(), flow.layers[-1].scale.copy()
+        else:
+            mean, scale = np.zeros(dim), np.ones(dim)
+        history = fit(
+            flow,
+            X,
             epochs=self.epochs,
             batch_size=self.batch_size,
             lr=self.lr,
             validation_fraction=self.validation_fraction,
             patience=self.patience,
-            rng=rng,
+            rng=options["rng"],
             progress=self.progress,
         )
+        # Set only now, together: a fit that raises leaves a previous fit's attributes as they were.
+        self.flow_: Flow = flow
+        self.history_: History = history
+        self.mean_, self.scale_ = mean, scale
         self.n_features_in_ = dim
         return self
 
-    def _check_fitted(self, X=None):
+    def _check_hyperparameters(self) -> None:
+        """TypeError/ValueError naming a hyperparameter that cannot work (``fit`` checks the
+        training ones: epochs, batch_size, lr's range, validation_fraction, patience)."""
+        if self.flow != "auto" and self.flow not in flow_names.BUILDERS:
+            raise ValueError(
+                f"flow must be 'auto' or one of {sorted(flow_names.BUILDERS)}, got {self.flow!r}"
+            )
+        hidden = self.hidden
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+            raise TypeError(f"hidden must be a sequence of positive integers, got {hidden!r}")
+        if not all(_is_int(h) and h >= 1 for h in hidden):
+            raise ValueError(f"hidden must be a sequence of positive integers, got {hidden!r}")
+        if self.flow_kwargs is not None:
+            if not isinstance(self.flow_kwargs, dict):
+                raise TypeError(f"flow_kwargs must be None or a dict, got {self.flow_kwargs!r}")
+            own = sorted({"hidden", "n_layers", "rng"} & set(self.flow_kwargs))
+            if own:
+                raise ValueError(
+                    f"flow_kwargs must not hold {own}: set FlowDensity's own hidden, n_layers "
+                    "and random_state instead"
+                )
+        for name in ("standardize", "progress"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if isinstance(self.lr, (bool, np.bool_)) or not isinstance(
+            self.lr, (int, float, np.number)
+        ):
+            raise TypeError(f"lr must be a number, got {self.lr!r}")
+
+    def _check_fitted(self) -> None:
         if not hasattr(self, "flow_"):
-            raise ValueError("this FlowDensity is not fitted yet: call fit(X) first")
-        return None if X is None else check_array(X, self.n_features_in_, "X")
+            raise NotFittedError(
+                "This FlowDensity instance is not fitted yet. Call 'fit' with appropriate "
+                "arguments before using this estimator."
+            )
 
     def score_samples(self, X) -> np.ndarray:
         """log p(x) of each row (nats), shape (n_samples,)."""
-        X = self._check_fitted(X)
-        u = (X - self.mean_) / self.scale_
-        return self.flow_.log_prob(u) - np.log(self.scale_).sum()
+        self._check_fitted()
+        X = _as_samples(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but FlowDensity is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        return self.flow_.log_prob(X)
 
     def score(self, X, y=None) -> float:
-        """Mean log-likelihood of the rows of X (nats)."""
+        """Mean log-likelihood of the rows of X (nats); ``y`` is ignored."""
         return float(np.mean(self.score_samples(X)))
 
     def sample(self, n_samples: int = 1, random_state: RNGLike = None) -> np.ndarray:
         """Draw ``n_samples`` rows, shape (n_samples, n_features)."""
         self._check_fitted()
-        return self.flow_.sample(n_samples, random_state) * self.scale_ + self.mean_
+        if not _is_int(n_samples):
+            raise TypeError(f"n_samples must be an integer, got {n_samples!r}")
+        if n_samples < 0:
+            raise ValueError(f"n_samples must be non-negative, got {n_samples}")
+        return self.flow_.sample(int(n_samples), random_state)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _as_samples(X) -> np.ndarray:
+    """X as a finite float array (float32 kept, other numbers as float64) of shape (n_samples,
+    n_features), or the error scikit-learn's conventions expect, naming the problem."""
+    if X is None:
+        raise TypeError("X must be an array-like of shape (n_samples, n_features), got None")
+    if hasattr(X, "toarray") or hasattr(X, "tocsr"):
+        raise TypeError(
+            "sparse data is not supported by FlowDensity: pass a dense array (X.toarray())"
+        )
+    X = np.asarray(X)
+    if X.dtype.kind == "c":
+        raise ValueError("Complex data not supported: X must hold real numbers")
+    if X.dtype.kind == "O":
+        X = X.astype(np.float64)  # numbers stored as objects; anything else raises TypeError
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"X must hold numbers, got an array of dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected 2D array, got {X.ndim}D array instead: X must have shape (n_samples, "
+            "n_features); reshape one feature with X.reshape(-1, 1)"
+        )
+    for axis, what in ((0, "sample"), (1, "feature")):
+        if X.shape[axis] == 0:
+            raise ValueError(
+                f"Found array with 0 {what}(s) (shape={X.shape}) while a minimum of 1 is required."
+            )
+    X = X if X.dtype in (np.float32, np.float64) else X.astype(np.float64)
+    if np.isnan(X).any():
+        raise ValueError(f"Input X contains NaN (first in row {np.argwhere(np.isnan(X))[0, 0]}).")
+    if not np.isfinite(X).all():
+        row = np.argwhere(~np.isfinite(X))[0, 0]
+        raise ValueError(f"Input X contains infinity (first in row {row}).")
+    return X

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .distributions import StandardNormal
-from .layer import Layer, RNGLike, as_rng, describe
+from .layer import Layer, RNGLike, as_rng, check_int, describe
 from .tree import Tree
 
 
@@ -29,19 +29,33 @@ class Flow(Layer):
 
     ``params == {"layers": [f_1.params, …, f_K.params], "base": base.params}``: the layers' own
     live arrays, so an optimizer stepping ``flow.params`` trains the layers.
+
+    Images: layers on (N, C, H, W) arrays compose the same way when each layer's ``event_shape``
+    (its x) is the next one's ``latent_shape`` (its z); the base scores z flattened to (N, D).
     """
 
     def __init__(self, layers: Sequence[Layer], base=None):
+        if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
+            raise TypeError(f"layers must be a list of Layer objects, got {type(layers).__name__}")
         layers = list(layers)
         if not layers:
             raise ValueError("a Flow needs at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}] must be a Layer, got {type(layer).__name__}")
         dims = {layer.dim for layer in layers}
         if len(dims) != 1:
             raise ValueError(
                 f"all layers must have the same dim, got dims {[la.dim for la in layers]}"
             )
         self.dim = dims.pop()
+        _check_shapes_chain(layers)
+        self._event_shape, self._latent_shape = layers[-1].event_shape, layers[0].latent_shape
         self.base = StandardNormal(self.dim) if base is None else base
+        if not all(hasattr(self.base, a) for a in ("dim", "params", "sample", "log_prob_vjp")):
+            raise TypeError(
+                f"base must be a density like StandardNormal, got {type(self.base).__name__}"
+            )
         if self.base.dim != self.dim:
             raise ValueError(f"base has dim {self.base.dim}, the layers have dim {self.dim}")
         self.layers = layers
@@ -51,6 +65,16 @@ class Flow(Layer):
                 raise ValueError("conditional layers in one Flow must share one context_dim")
         self.has_forward_vjp = all(layer.has_forward_vjp for layer in layers)
         self.has_inverse_vjp = all(layer.has_inverse_vjp for layer in layers)
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """The shape of one x: the last layer's ``event_shape``."""
+        return self._event_shape
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """The shape of one z: the first layer's ``latent_shape``; the base sees z flattened to D."""
+        return self._latent_shape
 
     @property
     def params(self) -> dict:
@@ -117,9 +141,11 @@ class Flow(Layer):
     # -- density, sampling, loss ------------------------------------------------------------------
     def log_prob(self, x, context=None) -> np.ndarray:
         """log Pr(x) = log Pr(z) + log|det ∂f⁻¹/∂x| for x of shape (N, D); returns (N,) in nats."""
-        x, context = self._check(x, context, "x")
+        x, context = self._check(x, context, "x", self.event_shape)
         z, log_det = self._inverse(x, context)
-        return (self.base._log_prob(z) + log_det).astype(x.dtype, copy=False)
+        return (self.base._log_prob(z.reshape(len(z), self.dim)) + log_det).astype(
+            x.dtype, copy=False
+        )
 
     def sample(self, n: int, rng: RNGLike = None, context=None) -> np.ndarray:
         """Draw z ~ Pr(z) and return x = f[z], shape (n, D).
@@ -131,9 +157,10 @@ class Flow(Layer):
     def sample_and_log_prob(self, n: int, rng: RNGLike = None, context=None):
         """Samples x (n, D) and their log Pr(x) (n,), from one generative pass:
         log Pr(x) = log Pr(z) − log|det ∂f/∂z|. Computed in the parameters' dtype."""
-        z = self.base.sample(n, as_rng(rng)).astype(self.dtype, copy=False)
-        context = self._check_context(context, len(z))
-        x, log_det = self._forward(z, context)
+        n, rng = check_int(n, "n", minimum=0), as_rng(rng)
+        context = self._check_context(context, n)
+        z = self.base.sample(n, rng).astype(self.dtype, copy=False)
+        x, log_det = self._forward(z.reshape(n, *self.latent_shape), context)
         return x, self.base._log_prob(z) - log_det
 
     def nll_and_grad(self, x, context=None) -> tuple[float, Tree]:
@@ -142,18 +169,29 @@ class Flow(Layer):
         L = −(1/N) Σ_n [log Pr(z_n) + log|det ∂f⁻¹/∂x|(x_n)], so ∂L/∂z_n = −(1/N) ∂log Pr(z_n)/∂z_n
         and ∂L/∂log_det_n = −1/N; the layers' pullbacks carry these back to the parameters.
         """
-        x, context = self._check(x, context, "x")
+        x, context = self._check(x, context, "x", self.event_shape)
         if len(x) == 0:
             raise ValueError(
                 "x has no rows: the mean negative log-likelihood of nothing is undefined"
             )
         x = x.astype(self.dtype, copy=False)  # compute in the parameters' precision
         z, log_det, pullback = self._inverse_vjp(x, context)
-        log_pz, base_pullback = self.base.log_prob_vjp(z)
+        log_pz, base_pullback = self.base.log_prob_vjp(z.reshape(len(z), self.dim))
         n = len(x)
         nll = -float(np.mean(log_pz + log_det, dtype=np.float64))
         grad_log_p = np.full(n, -1.0 / n, dtype=x.dtype)
         grad_z, grads_base = base_pullback(grad_log_p)
-        _, grads = pullback(grad_z, grad_log_p)
+        _, grads = pullback(grad_z.reshape(z.shape), grad_log_p)
         grads["base"] = grads_base
         return nll, grads
+
+
+def _check_shapes_chain(layers: Sequence[Layer]) -> None:
+    """Raise unless each layer's x has the shape of the next layer's z (images: (C, H, W))."""
+    for k in range(len(layers) - 1):
+        if layers[k].event_shape != layers[k + 1].latent_shape:
+            raise ValueError(
+                f"layer {k} ({type(layers[k]).__name__}) outputs x of shape "
+                f"{layers[k].event_shape}, but layer {k + 1} ({type(layers[k + 1]).__name__}) "
+                f"takes z of shape {layers[k + 1].latent_shape}"
+            )

@@ -11,6 +11,8 @@ permutations "are initialized randomly and then frozen"). ``mixing`` chooses it:
 - ``"orthogonal"``: a learned :class:`Orthogonal` (Householder) map.
 
 Autoregressive flows (MAF, IAF) reverse the MADE's order from one layer to the next instead.
+Residual stacks (PlanarFlow, RadialFlow, ResidualFlow) need no mixing: every layer sees every
+coordinate.
 Layers are listed from the base (z) to the data (x), as in :class:`Flow`.
 """
 
@@ -18,20 +20,45 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from .flow import Flow
-from .layer import Layer, RNGLike, as_rng
+from .layer import Layer, RNGLike, as_rng, check_int
 from .layers import autoregressive
+from .layers.actnorm import ActNorm
 from .layers.coupling import Coupling
 from .layers.diagonal import Diagonal
+from .layers.factor_out import FactorOut
+from .layers.image import check_image_shape
+from .layers.image_coupling import ImageCoupling
+from .layers.invconv import InvConv1x1
 from .layers.lu import LULinear
 from .layers.orthogonal import Orthogonal
 from .layers.permutation import Permutation
+from .layers.pixel_logit import PixelLogit
+from .layers.planar import Planar
+from .layers.radial import Radial
+from .layers.residual import ResidualBlock
+from .layers.squeeze import Squeeze
 from .transformers.affine import AdditiveTransformer, AffineTransformer
 from .transformers.base import Transformer
 from .transformers.piecewise_linear import PiecewiseLinearTransformer
 from .transformers.rq_spline import RQSplineTransformer
 
-__all__ = ["IAF", "MAF", "NICE", "NSF", "PiecewiseLinearFlow", "RealNVP", "coupling_flow"]
+__all__ = [
+    "IAF",
+    "MAF",
+    "NICE",
+    "NSF",
+    "coupling_flow",
+    "Glow",
+    "MultiScaleRealNVP",
+    "PiecewiseLinearFlow",
+    "PlanarFlow",
+    "RadialFlow",
+    "RealNVP",
+    "ResidualFlow",
+]
 
 MIXINGS = ("reverse", "random", "lu", "orthogonal")
 
@@ -63,15 +90,14 @@ def coupling_flow(
     Each coupling transforms the last ⌈D/2⌉ coordinates conditioned on the first ⌊D/2⌋ (and the
     context); the mixing layers move every coordinate through both roles.
     """
-    if int(dim) != dim or dim < 2 and context_dim == 0:
+    if check_int(dim, "dim") < 2 and context_dim == 0:
         raise ValueError(f"a coupling flow needs dim ≥ 2 (or a context), got {dim!r}")
-    if int(n_layers) != n_layers or n_layers < 1:
-        raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
+    n_layers = check_int(n_layers, "n_layers")
     if mixing not in MIXINGS:
         raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
     rng = as_rng(rng)
     layers: list[Layer] = []
-    for k in range(int(n_layers)):
+    for k in range(n_layers):
         if k > 0:
             layers.append(_mixing_layer(mixing, dim, rng))
         layers.append(
@@ -176,13 +202,12 @@ def _autoregressive_flow(
         g = RQSplineTransformer(bins, bound)
     else:
         raise ValueError(f"transformer must be one of {TRANSFORMERS}, got {transformer!r}")
-    if int(n_layers) != n_layers or n_layers < 1:
-        raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
+    n_layers = check_int(n_layers, "n_layers")
     if order not in ("alternate", "random"):
         raise ValueError(f"order must be 'alternate' or 'random', got {order!r}")
     rng = as_rng(rng)
     layers = []
-    for k in range(int(n_layers)):
+    for k in range(n_layers):
         made_order = "random" if order == "random" else ("natural", "reversed")[k % 2]
         layers.append(cls(dim, g, hidden, activation, made_order, context_dim, rng))
     return Flow(layers)
@@ -255,3 +280,191 @@ def IAF(
         context_dim,
         rng,
     )
+
+
+def PlanarFlow(dim: int, n_layers: int = 32, rng: RNGLike = None) -> Flow:
+    """``n_layers`` :class:`~npflows.layers.Planar` layers x = z + û tanh(wᵀz + b) (Rezende &
+    Mohamed 2015, arXiv:1505.05770), for reverse-KL fitting; both directions exact (docs/residual.md).
+    """
+    rng = as_rng(rng)
+    return Flow([Planar(dim, rng=rng) for _ in range(check_int(n_layers, "n_layers"))])
+
+
+def RadialFlow(dim: int, n_layers: int = 32, rng: RNGLike = None) -> Flow:
+    """``n_layers`` :class:`~npflows.layers.Radial` layers x = z + β(z − z₀)/(α + ‖z − z₀‖)
+    (Rezende & Mohamed 2015), for reverse-KL fitting; inverse in closed form (docs/residual.md)."""
+    rng = as_rng(rng)
+    return Flow([Radial(dim, rng=rng) for _ in range(check_int(n_layers, "n_layers"))])
+
+
+def ResidualFlow(
+    dim: int,
+    n_layers: int = 6,
+    hidden: Sequence[int] = (64, 64),
+    *,
+    activation: str = "lipswish",
+    lipschitz: float = 0.9,
+    logdet: str = "exact",
+    rng: RNGLike = None,
+    **block_options,
+) -> Flow:
+    """``n_layers`` contractive :class:`~npflows.layers.ResidualBlock` layers z = x + g(x) (Chen et
+    al. 2019, arXiv:1906.02735), without ActNorm; ``block_options`` (n_terms, n_exact_terms, count,
+    count_param, n_probes, spectral_norm, tol, max_iter, …) go to every block. Density in closed
+    form; sampling by fixed-point iteration (docs/residual.md)."""
+    rng = as_rng(rng)
+    return Flow(
+        [
+            ResidualBlock(
+                dim,
+                hidden,
+                activation=activation,
+                lipschitz=lipschitz,
+                logdet=logdet,
+                rng=rng,
+                **block_options,
+            )
+            for _ in range(check_int(n_layers, "n_layers"))
+        ]
+    )
+
+
+# -- multi-scale flows on images -------------------------------------------------------------------
+PRIORS = ("conditional", "base")
+
+
+def _check_levels(shape, levels, squeezes):
+    """Raise unless ``levels`` is a positive int and H, W survive ``squeezes(levels)`` halvings."""
+    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
+        raise ValueError(f"levels must be a positive integer, got {levels!r}")
+    n, (_, h, w) = squeezes(int(levels)), shape
+    if h % 2**n or w % 2**n:
+        raise ValueError(
+            f"{levels} levels squeeze {n} times, so H and W must be multiples of {2**n}; "
+            f"got shape {shape}"
+        )
+
+
+def _split(shape, inner_layers, prior, clamp, hidden, rng) -> list[Layer]:
+    """The factor-out of ``shape`` (z → x order): FactorOut over the coarser scales, preceded on the
+    data side by the learned conditional prior (an affine channel coupling of the exits)."""
+    layers: list[Layer] = [FactorOut(shape, Flow(inner_layers))]
+    if prior == "conditional":
+        layers.append(
+            ImageCoupling(
+                shape, AffineTransformer(clamp), mask="channel", parity=0, hidden=hidden, rng=rng
+            )
+        )
+    return layers
+
+
+def Glow(
+    shape: Sequence[int] = (1, 8, 8),
+    levels: int = 2,
+    *,
+    steps: int = 4,
+    hidden: int = 32,
+    clamp: float = 2.0,
+    prior: str = "conditional",
+    logit: float | None = 0.05,
+    rng: RNGLike = None,
+) -> Flow:
+    """Glow (Kingma & Dhariwal 2018, arXiv:1807.03039): ``levels`` scales of ``steps`` flow steps.
+
+    In the normalizing direction (data → latent) each level squeezes (C, H, W) → (4C, H/2, W/2),
+    runs ``steps`` steps of ActNorm → InvConv1x1 → affine channel coupling (ConvNet conditioner
+    with ``hidden`` channels, log-scale soft-clamped to ±``clamp``), and then, except at the last
+    level, factors out half the channels (:class:`~npflows.FactorOut`); the last level's output is
+    the rest of z. ``prior="conditional"`` scores the exits under a learned Gaussian conditioned on
+    the channels that stay (Glow's split prior, an affine coupling before the split); "base" under
+    the standard normal. z (N, C·H·W) lists the first level's exits first.
+
+    The defaults (2 levels of 4 steps, 32 hidden channels) are sized for the 1×8×8 digits on two
+    cores; benchmarks/digits.py measures what they reach. Input x in [0, 1] (dequantized pixels,
+    :class:`~npflows.Pixels`); ``logit`` = α puts a :class:`~npflows.PixelLogit` on the data side
+    (None: no logit), whose log-det keeps the density on the [0, 1] scale.
+    """
+    shape = check_image_shape(shape)
+    _check_levels(shape, levels, lambda n: n)
+    if prior not in PRIORS:
+        raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    rng = as_rng(rng)
+
+    def level(shape, left):  # the layers of this level and the coarser ones, z → x order
+        squeeze = Squeeze(shape)
+        s = squeeze.latent_shape
+        normalizing: list[Layer] = [squeeze]
+        for _ in range(int(steps)):
+            normalizing += [
+                ActNorm(s),
+                InvConv1x1(s, rng=rng),
+                ImageCoupling(
+                    s, AffineTransformer(clamp), mask="channel", parity=0, hidden=hidden, rng=rng
+                ),
+            ]
+        layers = normalizing[::-1]
+        if left > 1:
+            rest = (s[0] - s[0] // 2, s[1], s[2])
+            layers = _split(s, level(rest, left - 1), prior, clamp, hidden, rng) + layers
+        return layers
+
+    return _with_logit(level(shape, int(levels)), shape, logit)
+
+
+def _with_logit(layers, shape, logit) -> Flow:
+    """The flow of ``layers`` with a :class:`PixelLogit` (α = ``logit``) on the data side, or none."""
+    return Flow(layers if logit is None else [*layers, PixelLogit(shape, logit)])
+
+
+def MultiScaleRealNVP(
+    shape: Sequence[int] = (1, 8, 8),
+    levels: int = 2,
+    *,
+    steps: int = 3,
+    hidden: int = 32,
+    clamp: float = 2.0,
+    prior: str = "base",
+    logit: float | None = 0.05,
+    rng: RNGLike = None,
+) -> Flow:
+    """The multi-scale RealNVP (Dinh et al. 2017, arXiv:1605.08803, §3.6), ActNorm for batch norm.
+
+    In the normalizing direction each level but the last runs ``steps`` checkerboard couplings
+    (alternating parity), squeezes, runs ``steps`` channel couplings (alternating halves) and
+    factors out half the channels; the last level runs ``steps + 1`` checkerboard couplings. Every
+    coupling is affine (log-scale soft-clamped to ±``clamp``) with a ConvNet conditioner of
+    ``hidden`` channels and is followed by an ActNorm. ``prior``: "base" (RealNVP: exits scored under
+    the standard normal) or "conditional" (as :func:`Glow`); ``logit`` as :func:`Glow`.
+    """
+    shape = check_image_shape(shape)
+    _check_levels(shape, levels, lambda n: n - 1)
+    if prior not in PRIORS:
+        raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    rng = as_rng(rng)
+
+    def couplings(s, mask, count):  # normalizing order
+        out: list[Layer] = []
+        for k in range(count):
+            out += [
+                ImageCoupling(
+                    s, AffineTransformer(clamp), mask=mask, parity=k % 2, hidden=hidden, rng=rng
+                ),
+                ActNorm(s),
+            ]
+        return out
+
+    def level(shape, left):
+        if left == 1:
+            return couplings(shape, "checkerboard", int(steps) + 1)[::-1]
+        squeeze = Squeeze(shape)
+        s = squeeze.latent_shape
+        normalizing = couplings(shape, "checkerboard", int(steps))
+        normalizing += [squeeze, *couplings(s, "channel", int(steps))]
+        rest = (s[0] - s[0] // 2, s[1], s[2])
+        return _split(s, level(rest, left - 1), prior, clamp, hidden, rng) + normalizing[::-1]
+
+    return _with_logit(level(shape, int(levels)), shape, logit)

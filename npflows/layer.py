@@ -12,7 +12,9 @@ nflows and zuko call the normalizing direction "forward"; npflows follows the bo
 ``forward_vjp`` and ``inverse_vjp`` return a third value, ``pullback(grad_out, grad_log_det) ->
 (grad_in, grads)``: given ∂L/∂(output) of shape (N, D) and ∂L/∂(log_det) of shape (N,) for any scalar
 loss L, it returns ∂L/∂(input) and ∂L/∂(each parameter), ``grads`` mirroring ``params``. Either
-gradient may be ``None``, meaning zero.
+gradient may be ``None``, meaning zero. Cotangents are checked like inputs (:func:`check_grad`:
+finite, real, the right shape). dtypes: ∂L/∂(input) has the input's dtype and every gradient its
+parameter's dtype, so a float32 layer fed float32 returns float32 gradients throughout.
 
 Subclasses implement the private methods ``_forward_vjp(z, context)`` and ``_inverse_vjp(x,
 context)`` (and, where it is cheaper, ``_forward`` and ``_inverse``) on arrays that are already
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .tree import Tree, cast, leaves_with_paths, tree_map
+from .tree import Tree, cast, leaves, leaves_with_paths, tree_map
 
 Pullback = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, Tree]]
 RNGLike = None | int | np.random.Generator
@@ -43,20 +45,40 @@ def as_rng(rng: RNGLike) -> np.random.Generator:
     )
 
 
-def check_array(x: Any, dim: int, name: str = "x", n: int | None = None) -> np.ndarray:
-    """Return ``x`` as a 2-D float array of width ``dim`` with finite values, or raise ValueError.
+def check_int(value: Any, name: str, minimum: int = 1) -> int:
+    """``value`` as an int if it is an integer ≥ ``minimum``, else ValueError naming ``name``.
 
-    float32 and float64 are accepted and kept; other dtypes are refused rather than converted, so
-    that an integer array of pixel values is never silently treated as data in [0, 1].
+    Python and numpy integers are accepted; bool (an int subclass, but never meant as a size),
+    floats (even 3.0, and inf) and everything else are refused.
     """
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        if value >= minimum:
+            return int(value)
+    what = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
+    if minimum == 0:
+        what = "a non-negative integer"
+    raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def check_array(
+    x: Any, dim: int | tuple[int, ...], name: str = "x", n: int | None = None
+) -> np.ndarray:
+    """Return ``x`` as a float array of shape (N, dim) with finite values, or raise ValueError.
+
+    ``dim`` is an int D (rows of width D) or an event shape such as (C, H, W) (images: x of shape
+    (N, C, H, W)). float32 and float64 are accepted and kept; other dtypes are refused rather than
+    converted, so that an integer array of pixel values is never silently treated as data in [0, 1].
+    """
+    event_shape = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
     x = np.asarray(x)
     if x.dtype not in (np.float32, np.float64):
         raise ValueError(
             f"{name} must be a float32 or float64 array, got dtype {x.dtype}"
             + ("; convert it with .astype(float)" if x.dtype.kind in "iub" else "")
         )
-    if x.ndim != 2 or x.shape[1] != dim:
-        raise ValueError(f"{name} must have shape (N, {dim}), got shape {x.shape}")
+    if x.shape[1:] != event_shape:
+        shape = ", ".join(map(str, event_shape))
+        raise ValueError(f"{name} must have shape (N, {shape}), got shape {x.shape}")
     if n is not None and x.shape[0] != n:
         raise ValueError(f"{name} must have {n} rows to match the data, got {x.shape[0]}")
     bad = ~np.isfinite(x)
@@ -68,13 +90,41 @@ def check_array(x: Any, dim: int, name: str = "x", n: int | None = None) -> np.n
     return x
 
 
-def check_grad(g: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
-    """Return a cotangent as a float64 array of ``shape``; ``None`` means zero."""
+def check_result(results, source: np.ndarray, what: str) -> None:
+    """Raise ValueError when a finite ``source`` gave a NaN or inf among ``results`` (arrays or
+    trees, ``None`` skipped): an overflow, refused instead of returned (see docs/ranges.md)."""
+    for result in results:
+        for leaf in [] if result is None else leaves(result):
+            if not np.isfinite(leaf).all():
+                raise ValueError(
+                    f"{what} overflows the {leaf.dtype} range (NaN or inf) for an input whose "
+                    f"largest |value| is {np.abs(source).max():.3g}; see docs/ranges.md for the "
+                    "inputs and parameters with finite results"
+                )
+
+
+def check_grad(g: Any, shape: tuple[int, ...], name: str, dtype=np.float64) -> np.ndarray:
+    """Return a cotangent as a finite array of ``shape`` and ``dtype``; ``None`` means zero.
+
+    Real floats and integers are converted to ``dtype`` (a cotangent is a number per entry, and an
+    integer one is exact in float). Everything else is refused with a ValueError naming it: bool
+    (a mask, not a gradient), complex (casting would drop the imaginary part), object and strings,
+    and NaN or inf (they would only turn every gradient into NaN).
+    """
     if g is None:
-        return np.zeros(shape)
-    g = np.asarray(g, dtype=np.float64)
+        return np.zeros(shape, dtype=dtype)
+    g = np.asarray(g)
+    if g.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be a real float or integer array, got dtype {g.dtype}")
     if g.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {g.shape}")
+    g = g.astype(dtype, copy=False)
+    bad = ~np.isfinite(g)
+    if bad.any():
+        raise ValueError(
+            f"{name} must be finite, but has {int(bad.sum())} NaN or inf value(s), "
+            f"the first at index {tuple(int(i) for i in np.argwhere(bad)[0])}"
+        )
     return g
 
 
@@ -83,6 +133,8 @@ class Layer:
 
     Attributes:
         dim: the number D of coordinates of x and z.
+        event_shape, latent_shape: the shape of one x and of one z, ``(dim,)`` unless the layer
+            acts on images ((C, H, W), with D = C·H·W) or reshapes (:class:`~npflows.Squeeze`).
         context_dim: the width of the context vector a conditional layer takes (0: none).
         params: nested dict of the raw float64 arrays the optimizer changes. They are live: changing
             an array in place changes the layer.
@@ -94,6 +146,16 @@ class Layer:
     params: dict
     has_forward_vjp: bool = True
     has_inverse_vjp: bool = True
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """The shape of one x (the data side): ``(dim,)`` for layers on vectors."""
+        return (self.dim,)
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """The shape of one z (the base side): ``event_shape`` unless the layer reshapes."""
+        return self.event_shape
 
     # -- to implement -------------------------------------------------------------------------
     def _forward_vjp(self, z: np.ndarray, context: np.ndarray | None):
@@ -115,35 +177,39 @@ class Layer:
     # -- public ---------------------------------------------------------------------------------
     def forward(self, z, context=None) -> tuple[np.ndarray, np.ndarray]:
         """Generative direction x = f[z]. Returns ``x`` (N, D) and ``log|det ∂f/∂z|`` (N,)."""
-        z, context = self._check(z, context, "z")
+        z, context = self._check(z, context, "z", self.latent_shape)
         x, log_det = self._forward(z, context)
+        check_result((x, log_det), z, f"{type(self).__name__}.forward")
         return x.astype(z.dtype, copy=False), log_det.astype(z.dtype, copy=False)
 
     def inverse(self, x, context=None) -> tuple[np.ndarray, np.ndarray]:
         """Normalizing direction z = f⁻¹[x]. Returns ``z`` (N, D) and ``log|det ∂f⁻¹/∂x|`` (N,)."""
-        x, context = self._check(x, context, "x")
+        x, context = self._check(x, context, "x", self.event_shape)
         z, log_det = self._inverse(x, context)
+        check_result((z, log_det), x, f"{type(self).__name__}.inverse")
         return z.astype(x.dtype, copy=False), log_det.astype(x.dtype, copy=False)
 
     def forward_vjp(self, z, context=None) -> tuple[np.ndarray, np.ndarray, Pullback]:
         """``forward`` and its pullback ``(grad_x, grad_log_det) -> (grad_z, grads)``."""
-        z, context = self._check(z, context, "z")
+        z, context = self._check(z, context, "z", self.latent_shape)
         if not self.has_forward_vjp:
             raise NotImplementedError(f"{type(self).__name__} does not offer forward_vjp")
         x, log_det, pullback = self._forward_vjp(z, context)
+        check_result((x, log_det), z, f"{type(self).__name__}.forward_vjp")
         return self._public(z, x, log_det, pullback, "grad_x")
 
     def inverse_vjp(self, x, context=None) -> tuple[np.ndarray, np.ndarray, Pullback]:
         """``inverse`` and its pullback ``(grad_z, grad_log_det) -> (grad_x, grads)``."""
-        x, context = self._check(x, context, "x")
+        x, context = self._check(x, context, "x", self.event_shape)
         if not self.has_inverse_vjp:
             raise NotImplementedError(f"{type(self).__name__} does not offer inverse_vjp")
         z, log_det, pullback = self._inverse_vjp(x, context)
+        check_result((z, log_det), x, f"{type(self).__name__}.inverse_vjp")
         return self._public(x, z, log_det, pullback, "grad_z")
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _check(self, h, context, name):
-        h = check_array(h, self.dim, name)
+    def _check(self, h, context, name, shape=None):
+        h = check_array(h, self.dim if shape is None else shape, name)
         return h, self._check_context(context, len(h))
 
     def _check_context(self, context, n):
@@ -157,15 +223,22 @@ class Layer:
             raise ValueError(f"{type(self).__name__} is not conditional, but a context was given")
         return None
 
-    @staticmethod
-    def _public(h_in, h_out, log_det, pullback, grad_name):
-        dtype, n, d = h_in.dtype, *h_out.shape
+    def _public(self, h_in, h_out, log_det, pullback, grad_name):
+        """The outputs in the input's dtype, and the pullback with checked cotangents.
+
+        The cotangents are cast to the dtype the pass computed in (that of its output); ∂L/∂input
+        is returned in the input's dtype and every parameter gradient in its parameter's dtype.
+        """
+        dtype, shape = h_in.dtype, h_out.shape
+        params = self.params
 
         def checked_pullback(grad_out=None, grad_log_det=None):
             grad_in, grads = pullback(
-                check_grad(grad_out, (n, d), grad_name),
-                check_grad(grad_log_det, (n,), "grad_log_det"),
+                check_grad(grad_out, shape, grad_name, h_out.dtype),
+                check_grad(grad_log_det, shape[:1], "grad_log_det", h_out.dtype),
             )
+            grads = tree_map(lambda g, p: g.astype(p.dtype, copy=False), grads, params)
+            check_result((grad_in, grads), h_in, "the pullback's gradient")
             return grad_in.astype(dtype, copy=False), grads
 
         return h_out.astype(dtype, copy=False), log_det.astype(dtype, copy=False), checked_pullback
@@ -187,10 +260,6 @@ class Layer:
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
         cast(self.params, dtype)
         return self
-
-    def zero_grads(self) -> Tree:
-        """A tree of zeros shaped like ``params``."""
-        return tree_map(np.zeros_like, self.params)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .layer import RNGLike, as_rng
+from .layer import RNGLike, as_rng, check_int
 
 
 # Each activation returns its value and a function giving its derivative, which is evaluated only
@@ -44,6 +44,16 @@ ACTIVATIONS = {"relu": _relu, "tanh": _tanh, "elu": _elu, "silu": _silu}
 GAINS = {"relu": np.sqrt(2.0), "tanh": 1.0, "elu": np.sqrt(2.0), "silu": np.sqrt(2.0)}
 
 
+def check_hidden(hidden) -> tuple[int, ...]:
+    """``hidden`` as a tuple of positive ints (the hidden widths), or ValueError naming it."""
+    if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
+        raise ValueError(f"hidden must be a sequence of positive integers, got {hidden!r}")
+    return tuple(
+        check_int(width, f"hidden[{i}] (of the hidden layer widths)")
+        for i, width in enumerate(hidden)
+    )
+
+
 class MLP:
     """out = W_L a(… a(W_1 h + b_1) …) + b_L, a fully connected network with activation a.
 
@@ -72,11 +82,10 @@ class MLP:
         rng: RNGLike = None,
         masks: Sequence[np.ndarray] | None = None,
     ):
-        if activation not in ACTIVATIONS:
+        if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        widths = [int(in_dim), *(int(h) for h in hidden), int(out_dim)]
-        if min(widths[1:]) < 1 or widths[0] < 0:
-            raise ValueError(f"layer widths must be positive, got {widths}")
+        in_dim = check_int(in_dim, "in_dim", minimum=0)
+        widths = [in_dim, *check_hidden(hidden), check_int(out_dim, "out_dim")]
         rng = as_rng(rng)
         gain = GAINS[activation]
         weights = [
@@ -201,19 +210,17 @@ class MADE(MLP):
         out_bias=None,
         rng: RNGLike = None,
     ):
-        if int(dim) != dim or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        if int(params_per_dim) != params_per_dim or params_per_dim < 1:
-            raise ValueError(f"params_per_dim must be a positive integer, got {params_per_dim!r}")
+        dim, P = check_int(dim, "dim"), check_int(params_per_dim, "params_per_dim")
+        context_dim = check_int(context_dim, "context_dim", minimum=0)
+        hidden = check_hidden(hidden)
         rng = as_rng(rng)
-        dim, P = int(dim), int(params_per_dim)
         self.order = _order(order, dim, rng)
         degree_in = np.empty(dim, dtype=int)
         degree_in[self.order] = np.arange(1, dim + 1)
-        degrees = [np.concatenate([degree_in, np.zeros(int(context_dim), dtype=int)])]
+        degrees = [np.concatenate([degree_in, np.zeros(context_dim, dtype=int)])]
         lowest = 0 if context_dim else 1  # degree-0 units see the context alone
         for width in hidden:
-            degrees.append(lowest + np.arange(int(width)) % max(dim - lowest, 1))
+            degrees.append(lowest + np.arange(width) % max(dim - lowest, 1))
         masks = [
             d_in[:, None] <= d_out[None, :]
             for d_in, d_out in zip(degrees[:-1], degrees[1:], strict=True)
@@ -224,10 +231,8 @@ class MADE(MLP):
             out_bias = (
                 np.broadcast_to(out_bias, (dim, P)).ravel() if np.size(out_bias) == P else out_bias
             )
-        super().__init__(
-            dim + int(context_dim), dim * P, hidden, activation, out_bias, rng, masks=masks
-        )
-        self.dim, self.params_per_dim, self.context_dim = dim, P, int(context_dim)
+        super().__init__(dim + context_dim, dim * P, hidden, activation, out_bias, rng, masks=masks)
+        self.dim, self.params_per_dim, self.context_dim = dim, P, context_dim
 
     def get_config(self) -> dict:
         return {
@@ -254,3 +259,7 @@ def _order(order, dim, rng) -> np.ndarray:
     if perm.shape != (dim,) or perm.dtype.kind not in "iu" or set(perm.tolist()) != set(range(dim)):
         raise ValueError(f"order must be a permutation of range({dim}), got {order!r}")
     return perm.astype(int)
+
+
+# The convolutional conditioner of the image couplings lives in its own module (conv.py).
+from .conv import ConvNet  # noqa: E402, F401

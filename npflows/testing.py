@@ -24,15 +24,20 @@ import numpy as np
 from .layer import as_rng
 from .tree import Tree, leaves, tree_map
 
-__all__ = ["check_bijection", "check_layer", "check_vjp", "jacobian_fd"]
+__all__ = ["check_bijection", "check_layer", "check_vjp", "jacobian_fd", "relative_error"]
 
 
-def _rel_err(a, b):
-    """max |a − b| / (1 + |b|), elementwise over the arrays."""
+def relative_error(a, b, floor: float = 1.0) -> float:
+    """max |a − b| / (floor + |a| + |b|) over the entries: the one error measure of these checks.
+
+    Symmetric in a and b, since both are estimates (an analytic value and a finite difference).
+    ``error ≤ rtol`` with ``floor = atol / rtol`` is |a − b| ≤ rtol (|a| + |b|) + atol. The bijection
+    checks use floor 1: an absolute error for values well below 1, a relative one above.
+    """
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.size == 0:
         return 0.0
-    return float(np.max(np.abs(a - b) / (1.0 + np.abs(b))))
+    return float(np.max(np.abs(a - b) / (floor + np.abs(a) + np.abs(b))))
 
 
 def jacobian_fd(fn: Callable, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
@@ -76,17 +81,17 @@ def check_bijection(
       - ``log_det_forward``: forward's log-det against log|det| of a central-difference Jacobian at x;
       - ``log_det_inverse``: inverse's log-det likewise at y;
       - ``consistency``: forward log-det at x plus inverse log-det at y (should be 0).
-    Errors are relative, |a − b| / (1 + |b|), maximized over rows. Returns them in a dict.
+    Errors are :func:`relative_error` (floor 1), maximized over rows. Returns them in a dict.
     """
     x = np.asarray(x, dtype=np.float64)
     y, ld_forward = forward(x)
     x_back, ld_inverse = inverse(y)
     y_again, _ = forward(x_back)
     errors = {
-        "round_trip": max(_rel_err(x_back, x), _rel_err(y_again, y)),
-        "log_det_forward": _rel_err(ld_forward, _slogdet_fd(forward, x, eps)),
-        "log_det_inverse": _rel_err(ld_inverse, _slogdet_fd(inverse, y, eps)),
-        "consistency": _rel_err(ld_forward + ld_inverse, np.zeros_like(ld_forward)),
+        "round_trip": max(relative_error(x_back, x), relative_error(y_again, y)),
+        "log_det_forward": relative_error(ld_forward, _slogdet_fd(forward, x, eps)),
+        "log_det_inverse": relative_error(ld_inverse, _slogdet_fd(inverse, y, eps)),
+        "consistency": relative_error(ld_forward + ld_inverse, np.zeros_like(ld_forward)),
     }
     limits = {
         "round_trip": round_trip_tol,
@@ -119,10 +124,14 @@ def check_vjp(
     exactly. Passes when |analytic − numeric| ≤ rtol (|analytic| + |numeric|) + atol + r, where
     r = 64 u |s(x, φ)| / ε (u the float64 unit roundoff) bounds the rounding error of the difference
     itself: a directional derivative much smaller than the scalar cannot be resolved below r.
+    The errors returned are :func:`relative_error` (analytic, numeric, floor (atol + r) / rtol),
+    so each passes when it is at most rtol.
     A failure whose error shrinks like ε² when ε shrinks is truncation (a kink or sharp curvature
     within ε of x), not a wrong pullback; a wrong pullback's error does not shrink.
     Returns the relative errors ``{"input": …, "params": …}``.
     """
+    if not (rtol > 0 and atol >= 0):
+        raise ValueError(f"need rtol > 0 and atol ≥ 0, got rtol={rtol!r}, atol={atol!r}")
     generator = as_rng(rng)
     x = np.asarray(x, dtype=np.float64)
     y, log_det, pullback = fn_vjp(x)
@@ -163,30 +172,48 @@ def check_vjp(
     return errors
 
 
-def check_layer(layer, z: np.ndarray, context=None, **tolerances) -> dict:
+def check_layer(
+    layer,
+    z: np.ndarray,
+    context=None,
+    *,
+    eps: float = 1e-6,
+    round_trip_tol: float = 1e-9,
+    log_det_tol: float = 1e-6,
+    consistency_tol: float = 1e-10,
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+    rng=0,
+) -> dict:
     """Run every check on an npflows layer at z (the input of ``forward``), in every direction it has.
 
     Checks the bijection (round trip, both log-dets against finite differences, consistency), then
     ``forward_vjp`` at z and ``inverse_vjp`` at x = forward(z) for the input and every parameter.
-    ``tolerances`` go to :func:`check_bijection`. Returns all measured errors.
+    ``eps`` is both checks' finite-difference step; ``round_trip_tol``, ``log_det_tol`` and
+    ``consistency_tol`` go to :func:`check_bijection`, ``rtol``, ``atol`` and ``rng`` to
+    :func:`check_vjp`. Returns all measured errors.
     """
     z = np.asarray(z, dtype=np.float64)
     x = layer.forward(z, context)[0]
-    errors = {
-        f"bijection/{k}": v
-        for k, v in check_bijection(
-            lambda h: layer.forward(h, context),
-            lambda h: layer.inverse(h, context),
-            z,
-            **tolerances,
-        ).items()
-    }
+    bijection = check_bijection(
+        lambda h: layer.forward(h, context),
+        lambda h: layer.inverse(h, context),
+        z,
+        eps=eps,
+        round_trip_tol=round_trip_tol,
+        log_det_tol=log_det_tol,
+        consistency_tol=consistency_tol,
+    )
+    errors = {f"bijection/{k}": v for k, v in bijection.items()}
+    vjp_options = {"rng": rng, "eps": eps, "rtol": rtol, "atol": atol}
     if layer.has_forward_vjp:
         fn = lambda h: layer.forward_vjp(h, context)  # noqa: E731
-        errors |= {f"forward_vjp/{k}": v for k, v in check_vjp(fn, z, layer.params).items()}
+        checked = check_vjp(fn, z, layer.params, **vjp_options)
+        errors |= {f"forward_vjp/{k}": v for k, v in checked.items()}
     if layer.has_inverse_vjp:
         fn = lambda h: layer.inverse_vjp(h, context)  # noqa: E731
-        errors |= {f"inverse_vjp/{k}": v for k, v in check_vjp(fn, x, layer.params).items()}
+        checked = check_vjp(fn, x, layer.params, **vjp_options)
+        errors |= {f"inverse_vjp/{k}": v for k, v in checked.items()}
     return errors
 
 
@@ -197,13 +224,13 @@ def _unit(u):
 
 
 def _compare(analytic, numeric, rtol, atol, what):
-    err = abs(analytic - numeric)
-    if err > rtol * (abs(analytic) + abs(numeric)) + atol:
+    error = relative_error(analytic, numeric, floor=atol / rtol)
+    if not error <= rtol:
         raise AssertionError(
-            f"vjp for the {what} disagrees with central differences: "
-            f"analytic {analytic!r}, numeric {numeric!r}, difference {err:.3g}"
+            f"vjp for the {what} disagrees with central differences: analytic {analytic!r}, "
+            f"numeric {numeric!r}, difference {abs(analytic - numeric):.3g}"
         )
-    return err / (abs(analytic) + abs(numeric) + atol)
+    return error
 
 
 def _assert_within(errors, limits):

@@ -2,24 +2,42 @@
 
 Book: ch. 16, "Learning": the parameters φ minimize the negative log-likelihood
 L[φ] = −(1/N) Σ_i log Pr(x_i | φ), in nats, whose gradient ``Flow.nll_and_grad`` gives.
+docs/training.md describes the options, the divergence guard and resuming.
 """
 
 from __future__ import annotations
 
-import sys
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import scipy.optimize
 
+from ._loop import (
+    Best,
+    Guard,
+    Progress,
+    TrainingDiverged,
+    check_bool,
+    check_callable,
+    check_data,
+    check_positive_float,
+    check_positive_int,
+    check_real,
+    locate_failure,
+    lr_at,
+    optimizer_step,
+)
+from .dequantization import for_fit
 from .flow import Flow
 from .layer import RNGLike, as_rng, check_array
 from .optim import Adam
-from .tree import Tree, assign_flat, flatten, leaves, leaves_with_paths, tree_map
+from .schedules import as_schedule
+from .tree import assign_flat, flatten, leaves, tree_map
 
-
-class TrainingDiverged(FloatingPointError):
-    """The loss, a gradient or the parameters became NaN or infinite during training."""
+__all__ = ["History", "TrainingDiverged", "fit", "fit_lbfgs"]
 
 
 @dataclass
@@ -29,14 +47,27 @@ class History:
     Attributes:
         train_nll: mean over the epoch's minibatches of their NLL (nats), taken while training.
         val_nll: NLL (nats) of the validation rows at the end of each epoch; empty without them.
-        best_epoch: index (from 0) into these lists of the epoch whose parameters were restored.
+        initial_nll: the NLL (nats) at the starting parameters, of the validation rows (of the
+            training rows without validation): the first candidate for the best.
+        best_epoch: index (from 0) into these lists of the epoch whose parameters were restored;
+            −1 when no epoch beat ``initial_nll`` and the flow was left where it started.
+        steps: the optimizer steps taken.
         stopped_early: True when ``patience`` epochs passed without improvement.
+        stopped_by_callback: True when the ``callback`` asked to stop.
     """
 
     train_nll: list[float] = field(default_factory=list)
     val_nll: list[float] = field(default_factory=list)
+    initial_nll: float = float("nan")
     best_epoch: int = -1
+    steps: int = 0
     stopped_early: bool = False
+    stopped_by_callback: bool = False
+
+    @property
+    def improved(self) -> bool:
+        """Whether some epoch beat the starting parameters (else they were kept)."""
+        return self.best_epoch >= 0
 
 
 def fit(
@@ -45,13 +76,16 @@ def fit(
     *,
     epochs: int = 100,
     batch_size: int = 256,
-    lr: float = 1e-3,
+    lr: float | Callable[[int], float] | None = None,
     validation_fraction: float = 0.1,
     patience: int | None = None,
     rng: RNGLike = None,
     progress: bool = True,
     context: np.ndarray | None = None,
     optimizer: Adam | None = None,
+    weight_decay: float | None = None,
+    clip_grad_norm: float | None = None,
+    callback: Callable[[History], bool | None] | None = None,
 ) -> History:
     """Train ``flow`` in place by minibatch Adam on its negative log-likelihood of ``x`` (N, D).
 
@@ -59,118 +93,189 @@ def fit(
     permutation are held out for validation and the rest are shuffled anew (same ``rng``) each
     epoch and cut into minibatches of ``batch_size`` (the last may be smaller). After each epoch the
     validation NLL is computed on all held-out rows; with ``validation_fraction=0`` the epoch's
-    train NLL is used instead. The parameters of the best epoch are restored at the end, and
-    training stops early once ``patience`` epochs (if given) pass without a new best.
+    train NLL is used instead. The starting parameters are the first candidate for the best (their
+    NLL is ``History.initial_nll``); the parameters of the best epoch are restored at the end, and
+    training stops early once ``patience`` epochs (if given) pass without a new best. When no epoch
+    beats the start, the flow is left where it started, ``History.best_epoch`` is −1 and a
+    RuntimeWarning says so.
+
+    Before the first step, one pass of ``flow.log_prob`` over all rows checks that the data lie in
+    the flow's support (ValueError, nothing changed, if not), and a UserWarning is given when most
+    values entering the data-side-most spline or piecewise-linear layer lie outside its bound.
 
     Args:
         flow: the flow to train; its ``params`` change in place.
-        x: data, float array of shape (N, D) with D = ``flow.dim``.
+        x: data, float array of shape (N, D) with D = ``flow.dim`` (images: (N, C, H, W), the
+            flow's ``event_shape``), or integer images as :class:`~npflows.Pixels`, which are
+            dequantized with fresh uniform noise every epoch (docs/multiscale.md).
         epochs, batch_size: positive integers.
-        lr: Adam's step size; used only when ``optimizer`` is None.
+        lr: the step size: a positive number, or a schedule ``lr(step)`` of the optimizer's step
+            count (``npflows.schedules``; a ``Cosine`` without ``total_steps`` is planned over this
+            run). None: 1e-3, or the given ``optimizer``'s own ``lr``.
         validation_fraction: in [0, 1); both parts must get at least one row.
         patience: a positive integer or None (train for all ``epochs``).
         rng: None, an int seed or a Generator; the same seed gives the same history.
         progress: show a tqdm bar if tqdm is installed, else print one line per epoch to stderr.
         context: (N, context_dim) for a conditional flow, split with ``x``; else None.
-        optimizer: an :class:`~npflows.optim.Adam` built on ``flow.params``, e.g. to continue from a
-            saved state; a new ``Adam(flow.params, lr)`` by default.
+        optimizer: an :class:`~npflows.optim.Adam` built on ``flow.params``, e.g. to resume from a
+            saved state (``Adam.save``/``Adam.load``); a new ``Adam(flow.params)`` by default.
+        weight_decay: decoupled weight decay λ ≥ 0 (AdamW); None: 0, or the optimizer's own.
+        clip_grad_norm: if given (> 0), each minibatch gradient is scaled down to at most this
+            2-norm over all parameters together.
+        callback: called as ``callback(history)`` after every epoch; returning True stops training
+            (``History.stopped_by_callback``).
 
     Returns:
         The :class:`History`.
 
     Raises:
-        ValueError: for bad arguments, before anything is changed.
-        TrainingDiverged: when the loss, a gradient, the parameters or the validation NLL become
-            NaN or inf; the flow is then left at the last parameters whose loss and gradient were
-            finite, or where it started if the first loss already was not (the optimizer's state
-            is not rolled back).
+        ValueError, TypeError: for bad arguments or data outside the flow's support, before
+            anything is changed.
+        TrainingDiverged: when a loss, a gradient, the parameters or the validation NLL become NaN
+            or inf, or the parameters make a step fail (e.g. an intermediate leaves a layer's
+            support); the flow is then left at the last parameters whose loss and gradient were
+            finite, or where it started (the optimizer's state is not rolled back). A
+            KeyboardInterrupt leaves the flow at the last completed step.
     """
-    x = check_array(x, flow.dim)
+    if not isinstance(flow, Flow):
+        raise TypeError(f"flow must be an npflows.Flow, got {type(flow).__name__}")
+    x, dequantize = for_fit(x)  # npflows.Pixels: integer images, dequantized afresh each epoch
+    x = check_array(x, flow.event_shape)
     context = flow._check_context(context, len(x))
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if not _is_positive_int(value):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if patience is not None and not _is_positive_int(patience):
-        raise ValueError(f"patience must be None or a positive integer, got {patience!r}")
-    if not 0 <= validation_fraction < 1:
-        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
-    n_val = int(round(validation_fraction * len(x)))
-    if len(x) - n_val < 1 or (validation_fraction > 0 and n_val < 1):
-        raise ValueError(
-            f"x has {len(x)} rows, which validation_fraction={validation_fraction} splits into "
-            f"{len(x) - n_val} training and {n_val} validation rows; each needs at least one "
-            "(pass more data, or validation_fraction=0 for no validation)"
-        )
+    epochs, batch_size = (
+        check_positive_int(epochs, "epochs"),
+        check_positive_int(batch_size, "batch_size"),
+    )
+    if patience is not None:
+        patience = check_positive_int(patience, "patience")
+    validation_fraction = check_real(validation_fraction, "validation_fraction", 0.0, high=1.0)
+    progress = check_bool(progress, "progress")
+    callback = check_callable(callback, "callback")
+    if clip_grad_norm is not None:
+        clip_grad_norm = check_positive_float(clip_grad_norm, "clip_grad_norm")
+    n_val = _validation_rows(len(x), validation_fraction)
     params = flow.params
-    if optimizer is None:
-        optimizer = Adam(params, lr=lr)
-    elif [id(a) for a in leaves(optimizer.params)] != [id(a) for a in leaves(params)]:
-        raise ValueError("optimizer must be built on this flow's params: Adam(flow.params, ...)")
+    optimizer = _optimizer_for(params, optimizer, weight_decay)
+    steps_per_epoch = -(-(len(x) - n_val) // batch_size)
+    schedule = as_schedule(
+        optimizer.lr if lr is None else lr, optimizer.t + epochs * steps_per_epoch
+    )
+    first_lr = lr_at(schedule, optimizer.t)
     rng = as_rng(rng)
 
+    log_p = check_data(flow, x, context)  # the support check: ValueError, nothing changed
     order = rng.permutation(len(x))
     val_rows, train_rows = order[:n_val], order[n_val:]
-    history = History()
-    best_score, best_params, since_best = np.inf, None, 0
-    good = None  # flat copy of the last parameters whose loss and gradient were finite
-    current = flatten(params)  # flat copy of the parameters the next loss is evaluated at
-    report = _Progress(epochs) if progress else None
+    history = History(initial_nll=-float(np.mean(log_p[val_rows if n_val else train_rows])))
+    best, since_best = Best(params, history.initial_nll), 0
+    batch = train_rows[:0]
+    guard = Guard(
+        params,
+        advice=f"Try a lower lr than {first_lr:g} (e.g. {first_lr / 10:g}).",
+        locate=lambda: locate_failure(flow, x[batch], _rows(context, batch), "inverse"),
+    )
+    apply = optimizer_step(optimizer, schedule, clip_grad_norm)
 
-    def diverged(what, where):
-        if good is not None:
-            assign_flat(params, good)
-        return TrainingDiverged(
-            f"{what} became NaN or inf {where}; the flow was left at "
-            f"its last parameters with a finite loss and gradient. Try a lower lr than "
-            f"{optimizer.lr:g} (e.g. {optimizer.lr / 10:g})."
-        )
-
+    report = Progress(epochs) if progress else None
     try:
         for epoch in range(epochs):
+            if dequantize is not None:
+                x = dequantize(rng)
             batch_losses = []
             rows = rng.permutation(train_rows)
             for step, start in enumerate(range(0, len(rows), batch_size)):
                 batch = rows[start : start + batch_size]
-                loss, grads = flow.nll_and_grad(
-                    x[batch], None if context is None else context[batch]
+                loss = guard.step(
+                    partial(flow.nll_and_grad, x[batch], _rows(context, batch)),
+                    apply,
+                    f"at epoch {epoch + 1}, step {step + 1}",
                 )
-                where = f"at epoch {epoch + 1}, step {step + 1}"
-                bad = _first_non_finite(grads)
-                if not np.isfinite(loss) or bad is not None:
-                    what = "the loss" if not np.isfinite(loss) else f"the gradient of {bad!r}"
-                    raise diverged(what, where)
-                good, current = current, good  # current is good; its old buffer is reused
-                optimizer.step(grads)
-                current = flatten(params, out=current)
-                if not np.isfinite(current).all():
-                    bad = _first_non_finite(params)
-                    raise diverged(f"the parameter {bad!r}", f"after the step {where}")
                 batch_losses.append(loss)
+                history.steps += 1
             history.train_nll.append(float(np.mean(batch_losses)))
             score = history.train_nll[-1]
             if n_val:
-                ctx = None if context is None else context[val_rows]
-                score = -float(np.mean(flow.log_prob(x[val_rows], ctx)))
+                batch = val_rows  # for locating a failure
+                score = guard.value(
+                    partial(_mean_nll, flow, x[val_rows], _rows(context, val_rows)),
+                    "the validation NLL",
+                    f"at the end of epoch {epoch + 1}",
+                )
                 history.val_nll.append(score)
-                if not np.isfinite(score):
-                    raise diverged("the validation NLL", f"at the end of epoch {epoch + 1}")
             if report:
                 report.update(
-                    epoch + 1, train_NLL=history.train_nll[-1], val_NLL=score if n_val else None
+                    epoch + 1,
+                    train_NLL=history.train_nll[-1],
+                    val_NLL=score if n_val else None,
+                    steps=history.steps,
                 )
-            if score < best_score:
-                best_score, best_params, since_best = score, flatten(params), 0
-                history.best_epoch = epoch
+            if best.offer(score, epoch):
+                since_best, history.best_epoch = 0, epoch
             else:
                 since_best += 1
                 if patience is not None and since_best >= patience:
                     history.stopped_early = True
                     break
+            if callback is not None and callback(history):
+                history.stopped_by_callback = True
+                break
     finally:
         if report:
             report.close()
-    assign_flat(params, best_params)
+    best.restore()
+    if not history.improved:
+        _warn_not_improved(history, first_lr)
     return history
+
+
+def _validation_rows(n: int, validation_fraction: float) -> int:
+    n_val = int(round(validation_fraction * n))
+    if n - n_val < 1 or (validation_fraction > 0 and n_val < 1):
+        raise ValueError(
+            f"x has {n} rows, which validation_fraction={validation_fraction} splits into "
+            f"{n - n_val} training and {n_val} validation rows; each needs at least one "
+            "(pass more data, or validation_fraction=0 for no validation)"
+        )
+    return n_val
+
+
+def _mean_nll(flow, x, context) -> float:
+    return -float(np.mean(flow.log_prob(x, context)))
+
+
+def _warn_not_improved(history: History, lr: float) -> None:
+    scores, kind = (
+        (history.val_nll, "validation") if history.val_nll else (history.train_nll, "train")
+    )
+    warnings.warn(
+        f"fit did not improve on the starting parameters in {len(scores)} epoch(s): {kind} NLL "
+        f"{history.initial_nll:.6g} at the start, {min(scores):.6g} at best after an epoch; the "
+        f"flow was left where it started. Unless the start was already a good fit, try a lower "
+        f"lr than {lr:g}.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def _rows(context, rows):
+    return None if context is None else context[rows]
+
+
+def _optimizer_for(params, optimizer, weight_decay) -> Adam:
+    """The given optimizer, checked to be built on ``params``, or a new Adam."""
+    if weight_decay is not None:
+        weight_decay = check_real(weight_decay, "weight_decay", 0.0)
+    if optimizer is None:
+        return Adam(params, weight_decay=weight_decay or 0.0)
+    if not isinstance(optimizer, Adam):
+        raise TypeError(
+            f"optimizer must be an npflows.optim.Adam, got {type(optimizer).__name__} {optimizer!r:.40}"
+        )
+    if [id(a) for a in leaves(optimizer.params)] != [id(a) for a in leaves(params)]:
+        raise ValueError("optimizer must be built on this flow's params: Adam(flow.params, ...)")
+    if weight_decay is not None:
+        optimizer.weight_decay = weight_decay
+    return optimizer
 
 
 def fit_lbfgs(
@@ -188,80 +293,43 @@ def fit_lbfgs(
     leaves the flow at ``result.x``. Best for small flows and data sets that fit in one batch.
 
     Raises:
-        ValueError: for bad arguments.
-        TrainingDiverged: when the loss or its gradient become NaN or inf at some trial point; the
-            flow is then restored to the parameters it started from.
+        ValueError, TypeError: for bad arguments or data outside the flow's support (the first
+            evaluation is at the starting parameters, so nothing has changed).
+        TrainingDiverged: when the loss or its gradient become NaN or inf at some trial point, or
+            the parameters there make the evaluation fail; the flow is then left at the best point
+            evaluated (the lowest finite loss with a finite gradient; the start if none was lower).
+            A KeyboardInterrupt leaves it at that best point too, never at a line-search trial point.
     """
-    x = check_array(x, flow.dim)
+    if not isinstance(flow, Flow):
+        raise TypeError(f"flow must be an npflows.Flow, got {type(flow).__name__}")
+    x = check_array(x, flow.event_shape)
     context = flow._check_context(context, len(x))
-    if not _is_positive_int(max_iter):
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-    if not (np.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be a positive finite number, got {tol!r}")
+    max_iter = check_positive_int(max_iter, "max_iter")
+    tol = check_positive_float(tol, "tol")
     params = flow.params
-    start = flatten(params)
+    guard = Guard(params, locate=lambda: locate_failure(flow, x, context, "inverse"))
+    best_loss = np.inf
 
     def nll_and_flat_grad(theta):
+        nonlocal best_loss
         assign_flat(params, theta)
-        loss, grads = flow.nll_and_grad(x, context)
-        grads = tree_map(lambda _, g: g, params, grads)  # in the order of params' leaves
-        bad = _first_non_finite(grads)
-        if not np.isfinite(loss) or bad is not None:
-            what = "the loss" if not np.isfinite(loss) else f"the gradient of {bad!r}"
-            raise TrainingDiverged(f"{what} became NaN or inf during L-BFGS; parameters restored")
-        return loss, flatten(grads)
+        loss, grads = guard.evaluate(lambda: flow.nll_and_grad(x, context), "during L-BFGS")
+        if loss < best_loss:  # the point a divergence or an interrupt goes back to
+            best_loss = loss
+            np.copyto(guard.good, theta)
+        return loss, flatten(tree_map(lambda _, g: g, params, grads))  # in params' leaf order
 
     try:
         result = scipy.optimize.minimize(
             nll_and_flat_grad,
-            start,
+            guard.good.copy(),
             jac=True,
             method="L-BFGS-B",
             tol=tol,
             options={"maxiter": max_iter},
         )
-    except TrainingDiverged:
-        assign_flat(params, start)
+    except KeyboardInterrupt:
+        assign_flat(params, guard.good)
         raise
     assign_flat(params, result.x)
     return result
-
-
-def _is_positive_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
-
-
-def _first_non_finite(tree: Tree) -> str | None:
-    """The path of the first leaf of ``tree`` holding a NaN or inf, or None."""
-    if all(np.isfinite(leaf).all() for leaf in leaves(tree)):  # paths only when one is needed
-        return None
-    return next(
-        (path for path, leaf in leaves_with_paths(tree) if not np.isfinite(leaf).all()), None
-    )
-
-
-class _Progress:
-    """A tqdm bar when tqdm is installed, else one line per update on stderr."""
-
-    def __init__(self, total: int, unit: str = "epoch", desc: str = "fit"):
-        self.total, self.unit = total, unit
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            self.bar = None
-        else:
-            self.bar = tqdm(total=total, desc=desc, unit=unit)
-
-    def update(self, done: int, **metrics: float | None) -> None:
-        """Report ``done`` (counted from 1) of ``total`` units with ``metrics`` (None shows "-")."""
-        shown = {k: "-" if v is None else f"{v:.4f}" for k, v in metrics.items()}
-        if self.bar is None:
-            values = "  ".join(f"{k.replace('_', ' ')} {v}" for k, v in shown.items())
-            print(f"{self.unit} {done}/{self.total}  {values}", file=sys.stderr)
-        else:
-            self.bar.set_postfix(shown, refresh=False)
-            self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

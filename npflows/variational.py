@@ -19,15 +19,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from scipy.special import logsumexp
 
+from ._loop import (
+    Guard,
+    Progress,
+    check_bool,
+    check_callable,
+    check_positive_float,
+    check_positive_int,
+    locate_failure,
+    lr_at,
+    optimizer_step,
+)
 from .flow import Flow
 from .layer import RNGLike, as_rng
 from .optim import Adam
-from .train import TrainingDiverged, _first_non_finite, _is_positive_int, _Progress
-from .tree import assign_flat, flatten
+from .schedules import as_schedule
 
 LogDensity = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -74,10 +85,12 @@ def fit_to_density(
     *,
     steps: int = 2000,
     batch_size: int = 256,
-    lr: float = 1e-3,
+    lr: float | Callable[[int], float] = 1e-3,
     rng: RNGLike = None,
     progress: bool = True,
     n_eval: int = 10_000,
+    weight_decay: float = 0.0,
+    clip_grad_norm: float | None = None,
 ) -> VIResult:
     """Train ``flow`` in place to approximate p ∝ p̃ by minimizing KL(q ‖ p) with Adam.
 
@@ -85,16 +98,22 @@ def fit_to_density(
         flow: every layer must offer ``forward_vjp`` (IAF, coupling, linear, elementwise; not MAF).
         log_density: x (N, D) -> (log p̃(x) (N,), ∇ log p̃(x) (N, D)).
         steps, batch_size: Adam steps, each on ``batch_size`` fresh base draws.
-        lr: Adam's step size.
+        lr: Adam's step size, a positive number or a schedule ``lr(step)`` (``npflows.schedules``;
+            a ``Cosine`` without ``total_steps`` is planned over ``steps``).
         rng: base draws for training and evaluation; the same seed gives the same result.
         progress: a tqdm bar (or a line per 10 % of the steps on stderr); False for silence.
         n_eval: samples for the final ELBO, log Ẑ and ESS.
+        weight_decay: decoupled weight decay λ ≥ 0 (AdamW).
+        clip_grad_norm: if given (> 0), each gradient is scaled down to at most this 2-norm.
 
     Raises:
-        ValueError: for bad arguments or a flow with a layer lacking ``forward_vjp``.
-        TrainingDiverged: when the loss or a gradient becomes NaN or inf; the flow is left at the
-            last parameters whose loss and gradient were finite.
+        ValueError, TypeError: for bad arguments or a flow with a layer lacking ``forward_vjp``.
+        TrainingDiverged: when the loss, a gradient or the parameters become NaN or inf, or the
+            parameters make a step fail; the flow is left at the last parameters whose loss and
+            gradient were finite.
     """
+    if not isinstance(flow, Flow):
+        raise TypeError(f"flow must be an npflows.Flow, got {type(flow).__name__}")
     if flow.context_dim:
         raise ValueError("fit_to_density trains unconditional flows; this flow takes a context")
     missing = [type(la).__name__ for la in flow.layers if not la.has_forward_vjp]
@@ -103,31 +122,37 @@ def fit_to_density(
             f"reverse-KL training needs forward_vjp (the generative direction) in every layer; "
             f"{', '.join(sorted(set(missing)))} does not offer it (for MAF use IAF, its mirror)"
         )
-    for name, value in (("steps", steps), ("batch_size", batch_size), ("n_eval", n_eval)):
-        if not _is_positive_int(value):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_callable(log_density, "log_density", optional=False)
+    steps, batch_size = (
+        check_positive_int(steps, "steps"),
+        check_positive_int(batch_size, "batch_size"),
+    )
+    n_eval = check_positive_int(n_eval, "n_eval")
+    progress = check_bool(progress, "progress")
+    if clip_grad_norm is not None:
+        clip_grad_norm = check_positive_float(clip_grad_norm, "clip_grad_norm")
+    schedule = as_schedule(lr, steps)
+    first_lr = lr_at(schedule, 0)
     rng = as_rng(rng)
     params = flow.params
-    optimizer = Adam(params, lr=lr)
+    optimizer = Adam(params, weight_decay=weight_decay)  # its lr is set before every step
     result = VIResult()
-    report = _Progress(steps, unit="step", desc="fit_to_density") if progress else None
+    z = None
+    guard = Guard(
+        params,
+        advice=f"Try a lower lr than {first_lr:g}.",
+        locate=lambda: locate_failure(flow, z, None, "forward"),
+    )
+    apply = optimizer_step(optimizer, schedule, clip_grad_norm)
+
+    report = Progress(steps, unit="step", desc="fit_to_density") if progress else None
     every = max(1, steps // 10)
-    good = None  # flat copy of the last parameters whose loss and gradient were finite
     try:
         for step in range(steps):
             z = flow.base.sample(batch_size, rng)
-            loss, grads = reverse_kl_and_grad(flow, log_density, z)
-            bad = _first_non_finite(grads)
-            if not np.isfinite(loss) or bad is not None:
-                what = "the loss" if not np.isfinite(loss) else f"the gradient of {bad!r}"
-                if good is not None:
-                    assign_flat(params, good)
-                raise TrainingDiverged(
-                    f"{what} became NaN or inf at step {step + 1}; the flow was left at its last "
-                    f"parameters with a finite loss and gradient. Try a lower lr than {lr:g}."
-                )
-            good = flatten(params, out=good)  # reuses the buffer after the first step
-            optimizer.step(grads)
+            loss = guard.step(
+                partial(reverse_kl_and_grad, flow, log_density, z), apply, f"at step {step + 1}"
+            )
             result.elbo.append(-loss)
             if report and ((step + 1) % every == 0 or step + 1 == steps):
                 report.update(step + 1, ELBO=-loss)

@@ -83,6 +83,16 @@ def autoregressive(cls, transformer, context_dim=0, order="random"):
     return build
 
 
+def residual_block(rng, activation, hidden=(8, 8)):
+    """A small contractive residual block, every parameter randomized, exact log-det.
+
+    The stochastic log-dets ("series", "roulette") are tested in tests/test_residual.py: their value
+    is an estimate, which a finite-difference log-det cannot be compared with.
+    """
+    block = nf.ResidualBlock(DIM, hidden, activation=activation, lipschitz=0.9, rng=rng)
+    return perturbed(block, rng, scale=0.5)
+
+
 CASES: dict[str, Case] = {
     "Linear": Case(linear),
     "Diagonal": Case(lambda rng: perturbed(nf.Diagonal(DIM), rng)),
@@ -149,4 +159,109 @@ CASES: dict[str, Case] = {
     "Coupling-additive-mask": Case(coupling(AdditiveTransformer(), mask=[True, False, True])),
     "Coupling-affine-clamp2-silu": Case(coupling(AffineTransformer(clamp=2.0), activation="silu")),
     "Coupling-affine-elu": Case(coupling(AffineTransformer(), activation="elu")),
+    "Standardize": Case(
+        lambda rng: nf.Standardize(3 * rng.normal(size=DIM), np.exp(rng.normal(size=DIM)))
+    ),
+    "Planar": Case(lambda rng: perturbed(nf.Planar(DIM, rng=rng), rng)),
+    "Radial": Case(lambda rng: perturbed(nf.Radial(DIM, rng=rng), rng)),
+    "ResidualBlock-exact-lipswish": Case(lambda rng: residual_block(rng, "lipswish")),
+    "ResidualBlock-exact-elu": Case(lambda rng: residual_block(rng, "elu", hidden=(8,))),
+    "ResidualBlock-exact-linear": Case(lambda rng: residual_block(rng, "elu", hidden=())),
+}
+
+
+# -- the transformer × conditioner product ---------------------------------------------------------
+# Every transformer with parameters inside every conditioner: free parameters (Elementwise), a
+# network of the other half (Coupling), a masked network of the preceding coordinates (MAF, IAF).
+# The parameter-free transformers (leaky ReLU, sigmoid) have nothing for a conditioner to compute;
+# they are registered above in Elementwise. Cases registered above under the same name are kept.
+PRODUCT_TRANSFORMERS = {
+    "additive": (AdditiveTransformer(), ()),
+    "affine": (AffineTransformer(), ()),
+    "piecewise-linear": (PiecewiseLinearTransformer(4, 2.0), (-2.0, -1.0, 0.0, 1.0, 2.0)),
+    "spline": (RQSplineTransformer(4, 2.5), (-2.5, 2.5)),
+}
+
+
+def elementwise(transformer):
+    """A builder of an elementwise layer whose free θ is moved away from the identity."""
+    return lambda rng: perturbed(nf.Elementwise(DIM, transformer), rng)
+
+
+PRODUCT_CONDITIONERS = {
+    "Elementwise": elementwise,
+    "Coupling": coupling,
+    "MAF": lambda transformer: autoregressive(nf.MAF, transformer),
+    "IAF": lambda transformer: autoregressive(nf.IAF, transformer),
+}
+for _t_name, (_transformer, _kinks) in PRODUCT_TRANSFORMERS.items():
+    for _c_name, _builder in PRODUCT_CONDITIONERS.items():
+        CASES.setdefault(f"{_c_name}-{_t_name}", Case(_builder(_transformer), kinks=_kinks))
+# -- image layers: x of shape (N, C, H, W) ------------------------------------------------------------
+# Run by tests/test_image_properties.py, which shapes the inputs from each layer's latent_shape and
+# checks the flattened maps with the same npflows.testing checks. low/high bound the inputs as above.
+
+
+def initialized(flow: Layer, rng: np.random.Generator) -> Layer:
+    """Run the normalizing direction once on random images, so that every ActNorm inside is
+    initialized (data-dependent) before the parameters are moved; return the flow."""
+    flow.inverse(rng.normal(size=(8, *flow.event_shape)))
+    return flow
+
+
+def image_coupling(shape, transformer=None, scale=0.3, **kwargs):
+    def build(rng):
+        layer = nf.ImageCoupling(shape, transformer, hidden=4, rng=rng, **kwargs)
+        return perturbed(layer, rng, scale=scale)
+
+    return build
+
+
+def factor_out(rng):
+    inner = nf.Flow(
+        [
+            nf.ImageCoupling((2, 2, 2), mask="checkerboard", parity=1, hidden=4, rng=rng),
+            nf.ActNorm((2, 2, 2), initialized=True),
+        ]
+    )
+    return perturbed(nf.FactorOut((4, 2, 2), inner), rng, scale=0.3)
+
+
+IMAGE_CASES: dict[str, Case] = {
+    "Squeeze-2x4x4": Case(lambda rng: nf.Squeeze((2, 4, 4))),
+    "ActNorm-2x4x4": Case(lambda rng: perturbed(nf.ActNorm((2, 4, 4), initialized=True), rng)),
+    "InvConv1x1-4x2x2": Case(
+        lambda rng: perturbed(nf.InvConv1x1((4, 2, 2), sign=[1, -1, 1, 1], rng=rng), rng)
+    ),
+    "ImageCoupling-checkerboard-2x4x4": Case(image_coupling((2, 4, 4))),
+    "ImageCoupling-checkerboard-odd-1x3x3": Case(image_coupling((1, 3, 3), parity=1)),
+    "ImageCoupling-channel-4x2x2": Case(image_coupling((4, 2, 2), mask="channel")),
+    "ImageCoupling-channel-parity1-3x2x2": Case(
+        image_coupling((3, 2, 2), AdditiveTransformer(), mask="channel", parity=1)
+    ),
+    "ImageCoupling-channel-spline-4x2x2": Case(
+        image_coupling((4, 2, 2), RQSplineTransformer(4, 3.0), 0.1, mask="channel"),
+        kinks=(-3.0, 3.0),
+    ),
+    "FactorOut-4x2x2": Case(factor_out),
+    "PixelLogit-2x2x3": Case(lambda rng: nf.PixelLogit((2, 2, 3), alpha=0.1), low=-6.0, high=6.0),
+    "Glow-1x4x4": Case(
+        lambda rng: perturbed(
+            initialized(nf.flows.Glow((1, 4, 4), 2, steps=1, hidden=4, logit=None, rng=rng), rng),
+            rng,
+            0.2,
+        )
+    ),
+    "MultiScaleRealNVP-1x4x4": Case(
+        lambda rng: perturbed(
+            initialized(
+                nf.flows.MultiScaleRealNVP(
+                    (1, 4, 4), 2, steps=1, hidden=4, prior="conditional", logit=None, rng=rng
+                ),
+                rng,
+            ),
+            rng,
+            0.2,
+        )
+    ),
 }

@@ -69,3 +69,29 @@ def test_one_dimensional_maf_is_an_elementwise_flow():
     x, log_det = maf.forward(np.array([[1.0], [-2.0]]))
     np.testing.assert_allclose(x[:, 0], np.array([1.0, -2.0]) * np.exp(5 * np.tanh(0.3 / 5)) + 0.5)
     np.testing.assert_allclose(log_det, 5 * np.tanh(0.3 / 5))
+
+
+@pytest.mark.parametrize("cls", [nf.MAF, nf.IAF, nf.Coupling])
+def test_bad_conditioned_layer_arguments_are_named(cls):
+    affine = AffineTransformer()
+    with pytest.raises(TypeError, match="transformer"):
+        cls(DIM, "affine")
+    with pytest.raises(ValueError, match="context_dim"):
+        cls(DIM, affine, context_dim=-1)
+    with pytest.raises(ValueError, match="activation"):
+        cls(DIM, affine, activation="sigmoid")
+    with pytest.raises(ValueError, match=r"hidden\[1\]"):
+        cls(DIM, affine, hidden=(8, 0))
+    with pytest.raises(ValueError, match="no parameters"):
+        cls(DIM, nf.transformers.LeakyReLUTransformer())
+
+
+def test_bad_coupling_mask_and_elementwise_transformer_are_named():
+    with pytest.raises(ValueError, match="mask"):
+        nf.Coupling(3, AffineTransformer(), mask=[1, 0, 1])
+    with pytest.raises(ValueError, match="mask"):
+        nf.Coupling(3, AffineTransformer(), mask=[True, True, True])
+    with pytest.raises(TypeError, match="transformer"):
+        nf.Elementwise(3, AffineTransformer)  # the class, not an instance
+    with pytest.raises(TypeError, match="layer"):
+        nf.Invert(AffineTransformer())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import configparser
 import importlib.util
 import io
+import os
 import re
 import subprocess
 import sys
@@ -14,8 +16,8 @@ import pytest
 
 import npflows
 from npflows import cli, datasets, plotting
-from npflows.cli import fit_data
-from npflows.cli.common import FLOWS, build_flow
+from npflows.cli import common, fit_data, points
+from npflows.cli.common import FLOWS
 
 SMALL = ["--n-train", "3000", "--n-test", "3000", "--epochs", "12", "--no-progress"]
 
@@ -86,7 +88,10 @@ def test_diverged_training_exits_1_with_one_line(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(fit_data, "fit", diverge)
     assert cli.main(["fit", *SMALL, "--out", str(tmp_path)]) == 1
-    assert capsys.readouterr().err == "error: the loss became NaN or inf at epoch 1, step 1\n"
+    assert capsys.readouterr().err == (
+        "error: training diverged: the loss became NaN or inf at epoch 1, step 1 "
+        f"Nothing was written to {tmp_path}.\n"
+    )
 
 
 def test_module_help_runs_and_import_stays_light():
@@ -132,6 +137,12 @@ def small_plots(monkeypatch):
     monkeypatch.setattr(plotting, "GRID", 10)
 
 
+@pytest.fixture
+def no_plots(monkeypatch):
+    """Skip the density plot where a test is not about it (it is most of a tiny fit's time)."""
+    monkeypatch.setattr(plotting, "plot_fit", lambda *args, **kwargs: False)
+
+
 @pytest.fixture(scope="module")
 def moons_model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("moons")
@@ -147,12 +158,13 @@ def error_line(capsys) -> str:
 
 @pytest.mark.parametrize("flow", [name for name in FLOWS if not name.startswith("iaf")])
 def test_fit_on_moons_with_each_flow_writes_the_model_and_plot(flow, tmp_path, capsys):
-    assert cli.main(["fit", *TINY_MOONS, "--flow", flow, "--out", str(tmp_path)]) == 0
+    args = TINY_MOONS if flow not in ("gaussian", "spline") else TINY_MOONS[:-3] + TINY_MOONS[-1:]
+    assert cli.main(["fit", *args, "--flow", flow, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"fitting a {flow} flow to 300 points of 'moons' in 2-D" in out
     assert np.isfinite(printed_nll(out)) and "no KL(p‖q) to report" in out
     model = npflows.load(tmp_path / "model.npz")
-    assert model.dim == 2 and isinstance(model.layers[-1], npflows.Diagonal)
+    assert model.dim == 2 and isinstance(model.layers[-1], npflows.Standardize)
     assert (tmp_path / "density.png").exists() == HAS_MATPLOTLIB
 
 
@@ -165,16 +177,19 @@ def test_fit_reports_kl_for_a_data_set_with_a_known_density(tmp_path, capsys):
     assert abs(printed_nll(out) - np.log(32) - kl) < 1e-3  # NLL − H[p] = KL on the same points
 
 
-def test_the_data_side_layer_starts_at_the_data_mean_and_std():
-    x = np.array([[0.0, 1.0], [2.0, 5.0], [4.0, 3.0]])
-    flow = build_flow([], x.mean(axis=0), x.std(axis=0))
-    np.testing.assert_allclose(flow.forward(np.zeros((1, 2)))[0], [[2.0, 3.0]])
-    np.testing.assert_allclose(np.exp(flow.layers[-1].params["log_scale"]), x.std(axis=0))
-    with pytest.raises(ValueError, match="column 2 of the data is constant"):
-        build_flow([], np.zeros(2), np.array([1.0, 0.0]))
+def test_the_data_side_layer_is_a_fixed_standardization_of_the_training_points(tmp_path, no_plots):
+    x = datasets.get("banana").sample(400, rng=0) * [3.0, 0.01] + [100.0, -2.0]
+    np.save(tmp_path / "x.npy", x)
+    args = ["fit", "--data", str(tmp_path / "x.npy"), "--flow", "nice", *TINY]
+    assert cli.main([*args, "--out", str(tmp_path / "o")]) == 0
+    data_side = npflows.load(tmp_path / "o" / "model.npz").layers[-1]
+    assert isinstance(data_side, npflows.Standardize) and data_side.params == {}
+    x_train = np.random.default_rng(np.random.SeedSequence(0).spawn(4)[0]).permutation(x)[40:]
+    np.testing.assert_allclose(data_side.mean, x_train.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(data_side.scale, x_train.std(axis=0), rtol=1e-14)
 
 
-def test_fit_on_a_csv_and_the_same_npy_file_gives_the_same_model(tmp_path, capsys):
+def test_fit_on_a_csv_and_the_same_npy_file_gives_the_same_model(tmp_path, capsys, no_plots):
     x = datasets.get("banana").sample(400, rng=0)
     csv, npy = tmp_path / "points.csv", tmp_path / "points.npy"
     csv.write_text("x1,x2\n" + "".join(f"{a!r},{b!r}\n" for a, b in x.tolist()))  # a header line
@@ -232,14 +247,19 @@ def test_fit_density_reports_elbo_log_z_and_ess(tmp_path, capsys):
     ("args", "message"),
     [
         (["fit", "--data", "missing.csv"], "missing.csv: No such file or directory"),
-        (["fit", "--data", "bad.csv"], "bad.csv: not a CSV of numbers"),
-        (["fit", "--data", "nan.csv"], "nan.csv: 1 row(s) with NaN or inf, the first is point 2"),
+        (["fit", "--data", "bad.csv"], "bad.csv: line 2, column 2 is 'x', not a number"),
+        (["fit", "--data", "nan.csv"], "nan.csv: point 2 has NaN or inf values"),
         (
             ["fit", "--data", "cube.npy"],
             "expected points in rows, shape (N, D), got shape (2, 2, 2)",
         ),
-        (["fit", "--data", "const.csv", "--flow", "gaussian"], "column 1 of the data is constant"),
+        (
+            ["fit", "--data", "const.csv", "--flow", "gaussian"],
+            "column 1 of the data is (nearly) constant",
+        ),
+        (["fit", "--data", "two.csv"], "two.csv has 2 row(s); fit needs at least 10 points"),
         (["fit", *TINY_MOONS, "--flow", "iaf"], "the iaf flow has no inverse_vjp"),
+        (["fit", *TINY_MOONS, "--flow", "spline"], "the spline flow has a fixed set of layers"),
         (["fit-density", "--flow", "maf"], "reverse-KL training needs forward_vjp"),
         (["score", "MODEL", "wide.csv"], "has points of 3 coordinates; "),
         (["score", "bad.csv", "wide.csv"], "not an npflows model file"),
@@ -250,7 +270,8 @@ def test_failures_exit_1_with_one_line(args, message, moons_model, tmp_path, mon
     Path("bad.csv").write_text("1,2\n3,x\n")
     Path("nan.csv").write_text("1,2\nnan,3\n")
     Path("wide.csv").write_text("1,2,3\n")
-    Path("const.csv").write_text("1,2\n1,3\n1,4\n")
+    Path("const.csv").write_text("".join(f"1,{k}\n" for k in range(12)))
+    Path("two.csv").write_text("1,2\n3,4\n")
     np.save("cube.npy", np.zeros((2, 2, 2)))
     args = [str(moons_model) if a == "MODEL" else a for a in args]
     assert cli.main([*args, "--out", "o"] if args[0] != "score" else args) == 1
@@ -265,6 +286,12 @@ def test_failures_exit_1_with_one_line(args, message, moons_model, tmp_path, mon
         (["score", "m.npz", "x.json"], "expected a .npy or .csv file"),
         (["fit-density", "--target", "nosuch"], "invalid choice: 'nosuch'"),
         (["sample", "m.npz"], "the following arguments are required: -n"),
+        (["fit", "--lr", "nan"], "argument --lr: must be a finite number > 0, got 'nan'"),
+        (["fit", "--lr", "0"], "argument --lr: must be a finite number > 0"),
+        (["fit-density", "--lr", "-1"], "argument --lr: must be a finite number > 0"),
+        (["fit", "--lr", "fast"], "argument --lr: expected a number, got 'fast'"),
+        (["fit", "--seed", "-1"], "argument --seed: must be at least 0, got -1"),
+        (["sample", "m.npz", "-n", "1e11"], "argument -n: expected an integer, got '1e11'"),
     ],
 )
 def test_usage_errors_exit_2(args, message, tmp_path, monkeypatch, capsys):
@@ -282,3 +309,268 @@ def test_every_subcommand_has_help(command, capsys):
         cli.main([command, "--help"])
     assert exit_info.value.code == 0
     assert f"usage: python -m npflows {command}" in capsys.readouterr().out
+
+
+# -- scale, refusals, sizes and keeping previous runs (issue 8 items 1, 3, 9) --------------------
+def moons_file(path: Path, scale: float, n: int = 1000) -> Path:
+    np.save(path, scale * datasets.get("moons").sample(n, rng=0))
+    return path
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-4, 1e4, 1e200])
+def test_fitting_is_scale_equivariant(scale, tmp_path, capsys, no_plots):
+    # The data-side map is fixed and absorbs the scale exactly: NLL(a·x) = NLL(x) + D log a.
+    nlls = []
+    for a in (1.0, scale):
+        path = moons_file(tmp_path / f"m{a:g}.npy", a)
+        args = ["fit", "--data", str(path), "--flow", "realnvp", *TINY, "--epochs", "2"]
+        assert cli.main([*args, "--out", str(tmp_path / f"o{a:g}")]) == 0
+        nlls.append(printed_nll(capsys.readouterr().out))
+    assert nlls[1] == pytest.approx(nlls[0] + 2 * np.log(scale), abs=1e-3)
+
+
+def test_identical_rows_are_refused_naming_the_column(tmp_path, capsys):
+    np.save(tmp_path / "same.npy", np.tile([0.3, 0.1], (300, 1)))
+    assert cli.main(["fit", "--data", str(tmp_path / "same.npy"), *TINY, "--out", "o"]) == 1
+    assert "column 1 of the data is (nearly) constant" in error_line(capsys)
+
+
+def test_diverging_run_keeps_the_previous_good_run(tmp_path, capsys, no_plots):
+    out = tmp_path / "run"
+    assert cli.main(["fit", *TINY_MOONS, "--flow", "realnvp", "--out", str(out)]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    args = ["fit", *TINY_MOONS, "--flow", "realnvp", "--lr", "10", "--out", str(out)]
+    assert cli.main(args) == 1
+    err = error_line(capsys)
+    assert err.startswith("error: training diverged: the training NLL went from")
+    assert f"Nothing was written to {out}." in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no leftovers either
+
+
+def test_an_interrupt_keeps_the_previous_run_and_exits_130(tmp_path, monkeypatch, capsys):
+    (tmp_path / "model.npz").write_text("the previous model")
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit_data, "fit", interrupt)
+    assert cli.main(["fit", *TINY_MOONS, "--out", str(tmp_path)]) == 130
+    assert "interrupted" in error_line(capsys)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
+    assert (tmp_path / "model.npz").read_text() == "the previous model"
+
+
+def test_a_failed_run_does_not_leave_a_new_empty_directory(tmp_path, capsys):
+    out = tmp_path / "new" / "run"
+    assert cli.main(["fit", *TINY_MOONS, "--lr", "100", "--out", str(out)]) == 1
+    assert not out.exists() and "training diverged" in error_line(capsys)
+
+
+def test_a_successful_run_replaces_the_files_and_leaves_no_staging_directory(tmp_path, capsys):
+    (tmp_path / "model.npz").write_text("an older model")
+    assert cli.main(["fit", *TINY_MOONS, "--out", str(tmp_path)]) == 0
+    assert npflows.load(tmp_path / "model.npz").dim == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_an_unwritable_output_directory_fails_before_training(tmp_path, monkeypatch, capsys):
+    def refuse(*args, dir=None, **kwargs):
+        raise PermissionError(13, "Permission denied", str(dir))
+
+    monkeypatch.setattr(common.tempfile, "mkdtemp", refuse)
+    monkeypatch.setattr(fit_data, "fit", lambda *a, **k: pytest.fail("training started"))
+    assert cli.main(["fit", *TINY_MOONS, "--out", str(tmp_path)]) == 1
+    assert error_line(capsys) == f"error: {tmp_path}: Permission denied\n"
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root may write anywhere")
+def test_a_read_only_output_directory_fails_before_training(tmp_path, capsys):
+    tmp_path.chmod(0o500)
+    try:
+        assert cli.main(["fit", *TINY_MOONS, "--out", str(tmp_path)]) == 1
+        captured = capsys.readouterr()
+        assert "Permission denied" in captured.err and "fitting" not in captured.out
+    finally:
+        tmp_path.chmod(0o700)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sample", "MODEL", "-n", "100000000000"], "-n = 100000000000 points of 2 coordinates"),
+        (
+            ["fit", "--data", "moons", "--n-train", "100000000000", "--out", "o"],
+            "--n-train = 100000000000 points of 2 coordinates would take 1.6e+03 GB",
+        ),
+        (["fit", "--data", "moons", "--n-test", "67108865", "--out", "o"], "more than the"),
+        (["fit-density", "--n-eval", "100000000", "--out", "o"], "--n-eval = 100000000 points"),
+    ],
+)
+def test_huge_point_counts_are_refused_with_the_size(args, message, moons_model, capsys):
+    args = [str(moons_model) if a == "MODEL" else a for a in args]
+    assert cli.main(args) == 1
+    err = error_line(capsys)
+    assert message in err and "limit of 1.07 GB" in err
+
+
+def test_sampling_and_scoring_in_chunks_give_the_same_numbers(moons_model, monkeypatch, capsys):
+    flow = npflows.load(moons_model)
+    monkeypatch.setattr(common, "CHUNK_ROWS", 7)
+    assert cli.main(["sample", str(moons_model), "-n", "30", "--seed", "4"]) == 0
+    x = np.loadtxt(io.StringIO(capsys.readouterr().out), delimiter=",")
+    # The same normal draws; BLAS may round differently for another number of rows.
+    np.testing.assert_allclose(x, flow.sample(30, rng=4), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(common.log_prob_in_chunks(flow, x), flow.log_prob(x), rtol=1e-13)
+
+
+def test_the_gaussian_baseline_is_a_full_covariance_fit(tmp_path, capsys, no_plots):
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((500, 2)) @ [[2.0, 0.0], [1.5, 0.1]] + [5.0, -1.0]
+    np.save(tmp_path / "x.npy", x)
+    args = ["fit", "--data", str(tmp_path / "x.npy"), "--flow", "nice", *TINY]
+    assert cli.main([*args, "--out", str(tmp_path / "o")]) == 0
+    printed = float(re.search(r"Gaussian NLL\s+(\S+)", capsys.readouterr().out).group(1))
+    x = np.random.default_rng(np.random.SeedSequence(0).spawn(4)[0]).permutation(x)
+    x_test, x_train = x[:50], x[50:]
+    gauss = stats.multivariate_normal(x_train.mean(axis=0), np.cov(x_train.T, bias=True))
+    assert printed == pytest.approx(-gauss.logpdf(x_test).mean(), abs=1e-4)
+
+
+# -- users' files: delimiters, headers, index columns, errors, streaming (issue 12 item 6) -------
+POINTS = np.array([[0.5, -1.25], [2.0, 3.0], [-4.5, 1e-3]])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0.5,-1.25\n2,3\n-4.5,0.001\n",
+        "a;b\n0.5;-1.25\n2;3\n-4.5;0.001\n",
+        "x\ty\n0.5\t-1.25\n2\t3\n-4.5\t0.001\n",
+        "0.5   -1.25\n  2 3\n-4.5  0.001\n",
+        "a, b\n0.5, -1.25\n2, 3\n\n-4.5, 0.001\r\n",
+    ],
+    ids=["comma", "semicolon-header", "tab-header", "spaces", "comma-space-blank-line"],
+)
+def test_delimiters_and_headers_are_detected(text, tmp_path):
+    (tmp_path / "p.csv").write_text(text)
+    np.testing.assert_array_equal(points.read_points(tmp_path / "p.csv"), POINTS)
+    np.testing.assert_array_equal(points.read_points(tmp_path / "p.csv", chunk_rows=2), POINTS)
+
+
+def test_a_binary_file_is_refused_as_not_text(tmp_path):
+    (tmp_path / "p.csv").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ValueError, match="p.csv: not a UTF-8 text file"):
+        points.read_points(tmp_path / "p.csv")
+
+
+def test_one_column_without_delimiters(tmp_path):
+    (tmp_path / "p.csv").write_text("value\n1.5\n-2\n3e-5\n")
+    np.testing.assert_array_equal(points.read_points(tmp_path / "p.csv"), [[1.5], [-2.0], [3e-5]])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,b\n" + "1,2\n" * 6 + "1,\n", "p.csv: line 8, column 2 is empty"),
+        ("1,2\n3,4\n5,x\n", "p.csv: line 3, column 2 is 'x', not a number"),
+        ("1,2\n3,4,5\n", "p.csv: line 2 has 3 values, the lines before have 2"),
+        ("1,2\n3,4\n5,6\n7,8,9\n", "p.csv: line 4 has 3 values, the lines before have 2"),
+        ("1,2\n3,4\n5,6\n7,8\n9,1_0\n", "p.csv: line 5, column 2 is '1_0', not a number"),
+        ("a,b\n", "p.csv: no points in the file"),
+        ("a;b\n1,5;2\n", "line 2, column 1 is '1,5', not a number (write decimals with a point"),
+        (",a,b\n0,1,2\n1,3,4\n", "column 1 is a row index (header '', values 0, 1, 2, …)"),
+    ],
+)
+@pytest.mark.parametrize("chunk_rows", [2, 2**16])
+def test_file_errors_name_the_line_and_column(text, message, chunk_rows, tmp_path):
+    (tmp_path / "p.csv").write_text(text)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        points.read_points(tmp_path / "p.csv", chunk_rows=chunk_rows)
+
+
+def test_a_pandas_index_column_is_dropped_with_skip_columns(tmp_path, capsys, no_plots):
+    x = datasets.get("banana").sample(200, rng=0)
+    text = ",x1,x2\n" + "".join(f"{i},{a!r},{b!r}\n" for i, (a, b) in enumerate(x.tolist()))
+    (tmp_path / "p.csv").write_text(text)
+    np.testing.assert_array_equal(points.read_points(tmp_path / "p.csv", skip_columns=1), x)
+    args = ["fit", "--data", str(tmp_path / "p.csv"), "--flow", "nice", *TINY]
+    assert cli.main([*args, "--out", str(tmp_path / "o")]) == 1
+    assert "pass --skip-columns 1" in error_line(capsys)
+    assert cli.main([*args, "--skip-columns", "1", "--out", str(tmp_path / "o")]) == 0
+    assert "in 2-D" in capsys.readouterr().out
+
+
+def test_score_streams_chunks_and_prints_the_same_numbers(
+    moons_model, tmp_path, monkeypatch, capsys
+):
+    x = datasets.get("moons").sample(50, rng=5)
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "x.csv").write_text("".join(f"{a!r};{b!r}\n" for a, b in x.tolist()))
+    runs = {}
+    for chunk in (7, 2**16):
+        monkeypatch.setattr(common, "CHUNK_ROWS", chunk)
+        for name in ("x.npy", "x.csv"):
+            assert cli.main(["score", str(moons_model), str(tmp_path / name)]) == 0
+            runs[chunk, name] = np.array(capsys.readouterr().out.split(), dtype=float)
+            assert cli.main(["score", str(moons_model), str(tmp_path / name), "--mean"]) == 0
+            runs[chunk, name, "mean"] = float(capsys.readouterr().out)
+    expected = npflows.load(moons_model).log_prob(x)
+    for key, value in runs.items():
+        if "mean" in key:
+            assert value == runs[7, "x.npy", "mean"]  # exact sums: the chunks do not matter
+            assert value == pytest.approx(expected.mean(), rel=1e-13)
+        else:
+            np.testing.assert_allclose(value, expected, rtol=1e-13)
+
+
+def test_skip_columns_applies_to_files_only(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "--data", "moons", "--skip-columns", "1"])
+    assert "--skip-columns applies to a file" in capsys.readouterr().err
+
+
+# -- the console script, --version and BLAS threads (issue 12 item 7) ---------------------------
+def test_version_and_the_console_script_entry_point(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"npflows {npflows.__version__}\n"
+    setup = configparser.ConfigParser()
+    setup.read(Path(__file__).parents[1] / "setup.cfg")
+    scripts = setup["options.entry_points"]["console_scripts"].split("\n")
+    assert "npflows = npflows.cli:main" in [line.strip() for line in scripts]
+
+
+@pytest.mark.parametrize("variable", [None, "OPENBLAS_NUM_THREADS"])
+def test_commands_run_with_one_blas_thread_unless_the_user_chose(
+    variable, tmp_path, monkeypatch, capsys
+):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.chdir(tmp_path)
+    for name in cli.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    if variable:
+        monkeypatch.setenv(variable, "2")
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.extend(
+            p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"
+        )
+        raise npflows.TrainingDiverged("stopped by the test")
+
+    monkeypatch.setattr(fit_data, "fit", record)
+    before = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    assert cli.main(["fit", *TINY_MOONS, "--out", "o"]) == 1
+    assert seen == (before if variable else [1] * len(before))
+
+
+def test_score_says_when_a_log_density_is_below_float64(moons_model, tmp_path, capsys):
+    np.save(tmp_path / "far.npy", np.array([[0.5, 0.0], [1e200, 0.0]]))
+    assert cli.main(["score", str(moons_model), str(tmp_path / "far.npy")]) == 0
+    captured = capsys.readouterr()
+    values = captured.out.split()
+    assert np.isfinite(float(values[0])) and values[1] == "-inf"
+    assert captured.err.startswith("note: 1 point(s) have a log-density below the most negative")

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from npflows.estimator import FlowDensity
+import npflows as nf
+from npflows.estimator import FlowDensity, NotFittedError
 
 
 def data(n, seed=0):
@@ -73,10 +74,127 @@ def test_same_random_state_same_model():
 def test_refusals():
     with pytest.raises(ValueError, match="not fitted"):
         small().score_samples(np.zeros((1, 2)))
-    with pytest.raises(ValueError, match="flow must be one of"):
+    with pytest.raises(ValueError, match="flow must be 'auto' or one of"):
         small(flow="glow").fit(data(100))
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(ValueError, match="Expected 2D array, got 1D array"):
         small().fit(np.zeros(10))
     est = small(epochs=1).fit(data(100))
-    with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
+    with pytest.raises(ValueError, match="X has 3 features, but FlowDensity is expecting 2"):
         est.score_samples(np.zeros((3, 3)))
+
+
+def test_flow_is_a_density_of_the_data_itself():
+    X = data(500) * 10 + 50
+    est = small(epochs=2).fit(X)
+    np.testing.assert_array_equal(est.flow_.log_prob(X[:9]), est.score_samples(X[:9]))
+    assert isinstance(est.flow_.layers[-1], nf.Standardize) and est.flow_.layers[-1].params == {}
+    np.testing.assert_allclose(est.mean_, X.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(est.scale_, X.std(axis=0), rtol=1e-13)
+    s = est.flow_.sample(3000, rng=0)
+    assert abs(s[:, 0].mean() - X[:, 0].mean()) < 0.05 * X[:, 0].std()
+
+
+def test_standardize_false_trains_the_builder_flow_on_the_raw_data():
+    X = np.random.default_rng(0).normal(size=(300, 2))
+    est = small(epochs=1, standardize=False).fit(X)
+    assert not any(isinstance(la, nf.Standardize) for la in est.flow_.layers)
+    np.testing.assert_array_equal(est.mean_, 0)
+    np.testing.assert_array_equal(est.scale_, 1)
+
+
+@pytest.mark.parametrize("a", [1e-4, 1e4])
+def test_fitting_is_scale_equivariant(a):
+    X = nf.datasets.get("moons").sample(800, rng=0)
+    base = small(epochs=3).fit(X).score(X)
+    assert small(epochs=3).fit(a * X).score(a * X) == pytest.approx(base - 2 * np.log(a), abs=1e-6)
+
+
+@pytest.mark.parametrize("a", [1e-200, 1e200])
+def test_extreme_scales_give_correct_and_distinct_log_densities(a):
+    X = data(400)
+    reference = small(epochs=2).fit(X).score_samples(X[:50])
+    scores = small(epochs=2).fit(a * X).score_samples(a * X[:50])
+    assert np.all(np.isfinite(scores)) and len(np.unique(scores)) == 50
+    np.testing.assert_allclose(scores, reference - 2 * np.log(a), rtol=1e-9)
+
+
+def test_a_constant_feature_and_too_few_samples_are_refused_clearly():
+    X = np.column_stack([np.random.default_rng(0).normal(size=300), np.full(300, 0.3)])
+    with pytest.raises(ValueError, match=r"column 2 of the data is \(nearly\) constant"):
+        small().fit(X)
+    with pytest.raises(ValueError, match="at least 3 samples to fit, got n_samples = 2"):
+        small().fit(np.ones((2, 2)))
+
+
+def test_one_feature_works_with_the_default_flow_and_is_explained_otherwise():
+    X = np.random.default_rng(0).normal(size=(200, 1))
+    est = FlowDensity(epochs=2, random_state=0).fit(X)
+    assert est.score_samples(X[:4]).shape == (4,)
+    with pytest.raises(ValueError, match="cannot model n_features = 1"):
+        small().fit(X)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda est: est.score_samples(None), TypeError, "X must be an array-like"),
+        (lambda est: est.score_samples([[1 + 2j, 0]]), ValueError, "Complex data not supported"),
+        (lambda est: est.score_samples([[np.nan, 0]]), ValueError, "Input X contains NaN"),
+        (lambda est: est.score_samples([[np.inf, 0]]), ValueError, "Input X contains infinity"),
+        (lambda est: est.score_samples(np.zeros((0, 2))), ValueError, "0 sample"),
+        (lambda est: est.score_samples([["a", "b"]]), TypeError, "dtype <U1"),
+        (lambda est: est.sample(np.inf), TypeError, "n_samples must be an integer"),
+        (lambda est: est.sample(True), TypeError, "n_samples must be an integer"),
+        (lambda est: est.sample(2.0), TypeError, "n_samples must be an integer"),
+        (lambda est: est.sample(-1), ValueError, "n_samples must be non-negative"),
+    ],
+)
+def test_bad_arguments_name_the_argument(call, error, message):
+    est = small(epochs=1).fit(data(100))
+    with pytest.raises(error, match=message):
+        call(est)
+
+
+def test_integer_and_object_input_is_converted_like_scikit_learn_does():
+    X = np.random.default_rng(0).integers(-50, 50, size=(200, 2))
+    est = small(epochs=1).fit(X)
+    np.testing.assert_array_equal(est.score_samples(X[:5]), est.score_samples(X[:5].astype(float)))
+    np.testing.assert_array_equal(est.score_samples(X[:5].astype(object)), est.score_samples(X[:5]))
+
+
+def test_unfitted_use_raises_not_fitted_error():
+    for call in (lambda e: e.score_samples(np.zeros((1, 2))), lambda e: e.sample(1)):
+        with pytest.raises(NotFittedError, match="not fitted yet"):
+            call(small())
+    assert issubclass(NotFittedError, ValueError) and issubclass(NotFittedError, AttributeError)
+
+
+def test_a_failed_refit_leaves_the_previous_fit_intact():
+    est = small(epochs=1).fit(data(200))
+    before = est.flow_, est.mean_, est.score_samples(data(5, seed=2))
+    with pytest.raises(ValueError, match="constant"):
+        est.fit(np.column_stack([np.arange(300.0), np.ones(300)]))
+    with pytest.raises(ValueError, match="at least 3 samples"):
+        est.fit(np.ones((2, 2)))
+    assert est.flow_ is before[0] and est.mean_ is before[1] and est.n_features_in_ == 2
+    np.testing.assert_array_equal(est.score_samples(data(5, seed=2)), before[2])
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "message"),
+    [
+        ({"hidden": 64}, TypeError, "hidden must be a sequence of positive integers, got 64"),
+        ({"hidden": "64"}, TypeError, "hidden must be a sequence"),
+        ({"hidden": (16, 0)}, ValueError, "hidden must be a sequence of positive integers"),
+        ({"hidden": (16.0,)}, ValueError, "hidden must be a sequence of positive integers"),
+        ({"flow_kwargs": "x"}, TypeError, "flow_kwargs must be None or a dict"),
+        ({"flow_kwargs": {"hidden": (3,)}}, ValueError, r"flow_kwargs must not hold \['hidden'\]"),
+        ({"standardize": "no"}, TypeError, "standardize must be True or False"),
+        ({"progress": 1}, TypeError, "progress must be True or False"),
+        ({"lr": "0.1"}, TypeError, "lr must be a number, got '0.1'"),
+        ({"flow": 3}, ValueError, "flow must be 'auto' or one of"),
+    ],
+)
+def test_bad_hyperparameters_are_named_at_fit(params, error, message):
+    with pytest.raises(error, match=message):
+        small(**params).fit(data(100))

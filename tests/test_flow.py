@@ -136,3 +136,37 @@ def test_density_of_a_trained_2d_spline_flow_integrates_to_one():
     xx, yy = np.meshgrid(t, t)
     p = np.exp(flow.log_prob(np.column_stack([xx.ravel(), yy.ravel()]))).reshape(xx.shape)
     assert abs(integrate.trapezoid(integrate.trapezoid(p, t, axis=1), t) - 1.0) < 1e-4
+
+
+@pytest.mark.parametrize("n", [np.inf, True, 2.5, "3", None, -1])
+def test_a_bad_sample_count_is_refused_naming_it(n):
+    flow, _ = affine_flow(2, np.random.default_rng(14))
+    for method in (flow.sample, flow.sample_and_log_prob):
+        with pytest.raises(ValueError, match="n must be a non-negative integer"):
+            method(n, rng=0)
+    assert flow.sample(np.int64(3), rng=0).shape == (3, 2)
+
+
+def test_flow_arguments_are_checked_by_name():
+    with pytest.raises(TypeError, match="layers must be a list"):
+        nf.Flow(nf.LeakyReLU(2))
+    with pytest.raises(TypeError, match=r"layers\[1\] must be a Layer"):
+        nf.Flow([nf.LeakyReLU(2), "LeakyReLU"])
+    with pytest.raises(TypeError, match="base must be a density"):
+        nf.Flow([nf.LeakyReLU(2)], base="normal")
+    with pytest.raises(ValueError, match="rng"):
+        nf.Flow([nf.LeakyReLU(2)]).sample(2, rng=1.5)
+    conditional = nf.Flow([nf.Coupling(2, AffineTransformer(), context_dim=1, rng=0)])
+    with pytest.raises(ValueError, match="context"):
+        conditional.sample(3, rng=0)  # checked before any work
+    with pytest.raises(ValueError, match="3 rows"):
+        conditional.sample(3, rng=0, context=np.zeros((2, 1)))
+    with pytest.raises(ValueError, match="context must be finite"):
+        conditional.log_prob(np.zeros((1, 2)), context=np.full((1, 1), np.nan))
+
+
+@pytest.mark.parametrize("factory", [nf.flows.RealNVP, nf.flows.NICE, nf.flows.MAF, nf.flows.IAF])
+@pytest.mark.parametrize("n_layers", [True, np.inf, 2.5, 0])
+def test_flow_factories_refuse_a_bad_layer_count_by_name(factory, n_layers):
+    with pytest.raises(ValueError, match="n_layers must be a positive integer"):
+        factory(2, n_layers=n_layers, hidden=(4,), rng=0)

@@ -62,7 +62,7 @@ def expected_Omega(layer):
             Omega = Omega @ householder(v)  # H_{v_1} H_{v_2} ⋯ H_{v_K}
         return Omega
     if isinstance(layer, nf.Triangular):
-        return np.tril(p["lower"], -1) + np.diag(np.exp(p["log_diag"]))
+        return np.tril(p["lower"], -1) + np.diag(np.exp(p["log_scale"]))
     if isinstance(layer, nf.LULinear):
         L = np.tril(p["lower"], -1) + np.eye(layer.dim)
         U = np.triu(p["upper"], 1)
@@ -267,3 +267,32 @@ def test_singular_linear_raises(Omega):
         if np.linalg.slogdet(Omega)[0] == 0:
             with pytest.raises(ValueError, match="Omega"):
                 layer.forward(x)
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: nf.Orthogonal(3, n_reflections=True), "n_reflections"),
+        (lambda: nf.Orthogonal(3, n_reflections=np.inf), "n_reflections"),
+        (lambda: nf.LULinear(3, sign=[1, 2, 1]), "sign"),
+        (lambda: nf.LULinear(3, sign=[True, True, True]), "sign"),
+        (lambda: nf.LULinear(3, perm=[0, 1, 1]), "perm"),
+        (lambda: nf.Permutation(3, perm=[True, False, True]), "perm"),
+        (lambda: nf.Permutation(3, perm=None), "perm"),
+    ],
+)
+def test_bad_linear_arguments_are_named(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_linear_pullbacks_use_the_inverse_of_the_same_factors():
+    # ∂ log|det Ω| / ∂Ω = Ω⁻ᵀ, now solved from the LU factors the pass computed: still Ω⁻ᵀ.
+    layer = nf.Linear(3)
+    layer.params["Omega"] += 0.4 * np.random.default_rng(0).standard_normal((3, 3))
+    expected = np.linalg.inv(layer.params["Omega"]).T
+    z = np.zeros((1, 3))
+    for vjp, sign in ((layer.forward_vjp, 1.0), (layer.inverse_vjp, -1.0)):
+        _, _, pullback = vjp(z - layer.params["beta"] if sign < 0 else z)
+        _, grads = pullback(np.zeros((1, 3)), np.ones(1))
+        np.testing.assert_allclose(grads["Omega"], sign * expected, rtol=1e-13, atol=1e-15)

@@ -93,3 +93,25 @@ def test_made_refusals():
         MADE(3, 1, order="sorted")
     with pytest.raises(ValueError, match="params_per_dim"):
         MADE(3, 0)
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: MLP(2, 2, (3.5,)), r"hidden\[0\]"),
+        (lambda: MLP(2, 2, (True,)), r"hidden\[0\]"),
+        (lambda: MLP(2, 2, "64"), "hidden must be a sequence"),
+        (lambda: MLP(2, 2, 64), "hidden must be a sequence"),
+        (lambda: MLP(2, 0), "out_dim"),
+        (lambda: MLP(np.inf, 2), "in_dim"),
+        (lambda: MLP(2, 2, activation=None), "activation"),
+        (lambda: MADE(3, 1, context_dim=-1), "context_dim"),
+        (lambda: MADE(3, 1, context_dim=True), "context_dim"),
+        (lambda: MADE(True, 1), "dim"),
+        (lambda: MADE(3, 1, order=None), "order"),
+        (lambda: MADE(3, 1, order=[True, False, True]), "order"),
+    ],
+)
+def test_bad_network_arguments_are_named(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()

@@ -1,8 +1,11 @@
+import signal
+
 import numpy as np
 import pytest
 
+from npflows import optim
 from npflows.optim import Adam
-from npflows.tree import flatten
+from npflows.tree import flatten, tree_map
 
 
 def make_params():
@@ -113,3 +116,134 @@ def test_params_must_be_writable_floats():
     with pytest.raises(ValueError, match="float32 or float64"):
         Adam({"a": np.zeros(2, dtype=np.int64)})
     Adam({"a": np.zeros(2, dtype=np.float32)})  # float32 is an option (Layer.astype)
+
+
+def mixed_params():
+    """float64 and float32 leaves: Adam keeps one flat group per dtype."""
+    return {"a": np.array([1.0, -2.0]), "b": [np.array([[0.5, 3.0]], dtype=np.float32)]}
+
+
+def reference_step(params, g):
+    """The parameters and state after one step from a fresh Adam, on copies."""
+    copy = tree_map(np.copy, params)
+    opt = Adam(copy, lr=0.1)
+    opt.step(g)
+    return flatten(copy), opt.state_dict()
+
+
+def test_an_interrupt_while_computing_a_step_changes_nothing(monkeypatch):
+    params = mixed_params()
+    opt = Adam(params, lr=0.1)
+    before = flatten(params)
+    calls = []
+
+    class InterruptingNumpy:
+        """numpy, except that the second sqrt (the float32 group's) raises KeyboardInterrupt."""
+
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        def sqrt(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return np.sqrt(*args, **kwargs)
+
+    monkeypatch.setattr(optim, "np", InterruptingNumpy())
+    with pytest.raises(KeyboardInterrupt):
+        opt.step(G1)
+    monkeypatch.undo()
+    assert len(calls) == 2 and opt.t == 0
+    np.testing.assert_array_equal(flatten(params), before)
+    assert not flatten(opt.m).any() and not flatten(opt.v).any()
+    opt.step(G1)  # and the next step is the first step
+    np.testing.assert_array_equal(flatten(params), reference_step(mixed_params(), G1)[0])
+
+
+def test_ctrl_c_while_writing_a_step_is_delivered_after_the_whole_step():
+    class SignalsOnWrite(np.ndarray):
+        """A parameter array that sends this process SIGINT when the step writes into it."""
+
+        def __isub__(self, other):
+            signal.raise_signal(signal.SIGINT)
+            return super().__isub__(other)
+
+    params = mixed_params()
+    params["a"] = params["a"].view(SignalsOnWrite)  # the first leaf written
+    opt = Adam(params, lr=0.1)
+    with pytest.raises(KeyboardInterrupt):
+        opt.step(G1)
+    expected, state = reference_step(mixed_params(), G1)
+    np.testing.assert_array_equal(flatten(params), expected)  # every leaf moved, not only "a"
+    assert opt.t == 1
+    np.testing.assert_array_equal(flatten(opt.v), flatten(state["v"]))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_grads_are_matched_by_key_not_by_position():
+    params = {"a": np.zeros(2), "b": np.zeros(2)}
+    opt_ab, opt_ba = Adam(params, lr=0.1), Adam({k: v.copy() for k, v in params.items()}, lr=0.1)
+    opt_ab.step({"a": np.array([1.0, 1.0]), "b": np.array([-1.0, -1.0])})
+    opt_ba.step({"b": np.array([-1.0, -1.0]), "a": np.array([1.0, 1.0])})
+    np.testing.assert_array_equal(flatten(opt_ab.params), flatten(opt_ba.params))
+    assert opt_ab.params["a"][0] < 0 < opt_ab.params["b"][0]
+
+
+def test_decoupled_weight_decay_is_adamw():
+    params = {"a": np.array([2.0, -4.0])}
+    opt = Adam(params, lr=0.1, weight_decay=0.5)
+    opt.step({"a": np.zeros(2)})  # m̂ = 0: only the decay acts, θ ← θ − α λ θ
+    np.testing.assert_array_equal(params["a"], np.array([2.0, -4.0]) * (1 - 0.1 * 0.5))
+    opt.step({"a": np.array([1.0, -1.0])})
+    m_hat = 0.1 * np.array([1.0, -1.0]) / (1 - 0.9**2)
+    v_hat = 0.001 * np.ones(2) / (1 - 0.999**2)
+    theta = np.array([1.9, -3.8])
+    expected = theta - 0.1 * m_hat / (np.sqrt(v_hat) + 1e-8) - 0.1 * 0.5 * theta
+    np.testing.assert_allclose(params["a"], expected, rtol=1e-15)
+
+
+def test_save_and_load_resume_identically(tmp_path):
+    params_a = mixed_params()
+    opt_a = Adam(params_a, lr=0.05, betas=(0.8, 0.99), weight_decay=0.01)
+    for g in (G1, G2):
+        opt_a.step(g)
+    opt_a.save(tmp_path / "adam.npz")
+    with np.load(tmp_path / "adam.npz", allow_pickle=False) as file:
+        assert {"t", "lr", "m/a", "v/b/0"} <= set(file.files)
+    params_b = tree_map(np.copy, params_a)
+    opt_b = Adam(params_b)
+    opt_b.load(tmp_path / "adam.npz")
+    assert (opt_b.t, opt_b.lr, opt_b.betas, opt_b.weight_decay) == (2, 0.05, (0.8, 0.99), 0.01)
+    for g in (G1, G2):
+        opt_a.step(g)
+        opt_b.step(g)
+    np.testing.assert_array_equal(flatten(params_a), flatten(params_b))
+
+
+def test_a_state_file_for_other_parameters_is_refused_without_change(tmp_path):
+    opt = Adam(make_params())
+    opt.step(G1)
+    opt.save(tmp_path / "adam.npz")
+    other = Adam({"a": np.zeros(2), "c": [np.zeros((1, 2))]})
+    with pytest.raises(ValueError, match="no m entry"):
+        other.load(tmp_path / "adam.npz")
+    assert other.t == 0
+    np.save(tmp_path / "x.npy", np.zeros(2))
+    np.savez(tmp_path / "y.npz", x=np.zeros(2))
+    with pytest.raises(ValueError, match="not an Adam state file"):
+        other.load(tmp_path / "y.npz")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"lr": "0.1"}, TypeError),
+        ({"betas": (0.9, "x")}, TypeError),
+        ({"eps": True}, TypeError),
+        ({"betas": 0.9}, ValueError),
+        ({"weight_decay": -0.1}, ValueError),
+    ],
+)
+def test_hyperparameters_of_the_wrong_type_are_named(kwargs, error):
+    with pytest.raises(error, match=next(iter(kwargs))):
+        Adam(make_params(), **kwargs)

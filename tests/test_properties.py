@@ -1,4 +1,4 @@
-"""Properties every registered layer must have (docs/contract.md, step 7), over tests/registry.py."""
+"""Properties every registered layer must have (docs/contract.md), over tests/registry.py."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from registry import CASES, DIM
 
-from npflows.testing import check_bijection, check_vjp
-from npflows.tree import leaves
+import npflows as nf
+from npflows.layer import Layer
+from npflows.testing import check_bijection, check_layer, check_vjp
+from npflows.transformers import PiecewiseLinearTransformer, Transformer
+from npflows.tree import leaves, leaves_with_paths
 
 KINK_MARGIN = 1e-4  # finite differences use ε = 1e-6; stay well clear of non-smooth points
 
@@ -168,3 +171,200 @@ def test_bad_inputs_are_refused_without_changing_params(name):
             assert str(info.value), what
     for p, p0 in zip(leaves(b.layer.params), before, strict=True):
         np.testing.assert_array_equal(p, p0)
+
+
+# -- the registry covers everything by construction ------------------------------------------------
+def _built_layers():
+    """Every registered case's layer, with the layers it wraps (a Flow's, an Invert's)."""
+    found = []
+    for name in sorted(CASES):
+        stack = [CASES[name].build(np.random.default_rng(0))]
+        while stack:
+            layer = stack.pop()
+            found.append(layer)
+            stack.extend(getattr(layer, "layers", []))
+            if isinstance(getattr(layer, "layer", None), Layer):
+                stack.append(layer.layer)
+    return found
+
+
+def _public_classes(base):
+    """Non-abstract subclasses of ``base`` exported by npflows, npflows.layers, npflows.transformers."""
+    exported = set()
+    for module in (nf, nf.layers, nf.transformers):
+        for export in module.__all__:
+            obj = getattr(module, export)
+            if isinstance(obj, type) and issubclass(obj, base) and obj not in (Layer, Transformer):
+                exported.add(obj)
+    return exported
+
+
+def test_every_public_layer_and_transformer_has_a_case():
+    layers = _built_layers()
+    layer_classes = {type(layer) for layer in layers}
+    transformer_classes = {type(la.transformer) for la in layers if hasattr(la, "transformer")}
+    missing = sorted(
+        cls.__name__
+        for cls in (_public_classes(Layer) - layer_classes)
+        | (_public_classes(Transformer) - transformer_classes)
+    )
+    assert not missing, f"no case in tests/registry.py for {missing}"
+
+
+def test_every_transformer_in_every_conditioner():
+    conditioners = (nf.Elementwise, nf.Coupling, nf.MAF, nf.IAF)
+    built = {
+        (cond, type(layer.transformer))
+        for layer in _built_layers()
+        for cond in conditioners
+        if isinstance(layer, cond)
+    }
+    for transformer_class in _public_classes(Transformer):
+        has_params = transformer_class().n_params > 0
+        for cond in conditioners if has_params else (nf.Elementwise,):
+            assert (cond, transformer_class) in built, (cond.__name__, transformer_class.__name__)
+
+
+# -- the dtype contract ------------------------------------------------------------------------------
+def _uses_piecewise_linear(name):
+    layer = CASES[name].build(np.random.default_rng(0))
+    uses = isinstance(getattr(layer, "transformer", None), PiecewiseLinearTransformer)
+    return uses and layer.has_inverse_vjp  # the path checked below needs inverse_vjp
+
+
+# PiecewiseLinearTransformer.forward_vjp computes the position in the bin as K h − b with b an int64
+# array, which numpy promotes to float64 for float32 h, so its θ gradient is float64 before the
+# public pullback casts it. The fix belongs in npflows/transformers/piecewise_linear.py (cast b to
+# h's dtype); strict, so this marker fails once it is fixed and must then be removed.
+PIECEWISE_LINEAR_FLOAT64 = pytest.mark.xfail(
+    reason="piecewise-linear θ gradient computed in float64 inside training's path", strict=True
+)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=PIECEWISE_LINEAR_FLOAT64) if _uses_piecewise_linear(n) else n
+        for n in sorted(CASES)
+    ],
+)
+def test_grads_have_the_dtype_of_their_params(name):
+    b = Bound(name, 5, 4)
+    b.layer.astype(np.float32)
+    z = np.random.default_rng(6).uniform(b.case.low, b.case.high, (4, DIM)).astype(np.float32)
+    z = away_from_kinks(z, b.case).astype(np.float32)
+    x = b.forward(z)[0]
+    for vjp, h in offered_vjps(b, z, x):
+        out, log_det, pullback = vjp(h)
+        assert out.dtype == log_det.dtype == np.float32
+        grad_in, grads = pullback(np.ones_like(out), np.ones_like(log_det))
+        assert grad_in.dtype == np.float32
+        _assert_dtypes_match(grads, b.layer.params)
+    if b.layer.has_inverse_vjp:  # training's own path, which runs the layers' private pullbacks
+        context = None
+        if b.layer.context_dim:
+            context = np.zeros((4, b.layer.context_dim), dtype=np.float32)
+        _, grads = nf.Flow([b.layer]).nll_and_grad(x, context)
+        _assert_dtypes_match(grads["layers"][0], b.layer.params)
+
+
+def _assert_dtypes_match(grads, params):
+    for (path, g), (_, p) in zip(leaves_with_paths(grads), leaves_with_paths(params), strict=True):
+        assert g.dtype == p.dtype, (path, g.dtype, p.dtype)
+
+
+# -- pullbacks check their cotangents like inputs ------------------------------------------------------
+@names
+def test_bad_cotangents_are_refused(name):
+    b = Bound(name, 7, 2)
+    z = away_from_kinks(np.full((2, DIM), 0.3 * (b.case.low + b.case.high) + 0.1), b.case)
+    for vjp, h in offered_vjps(b, z, b.forward(z)[0]):
+        out, log_det, pullback = vjp(h)
+        good, good_ld = np.ones_like(out), np.ones_like(log_det)
+        bad_cotangents = {
+            "NaN": np.where(np.eye(2, DIM, dtype=bool), np.nan, good),
+            "inf": np.where(np.eye(2, DIM, dtype=bool), -np.inf, good),
+            "complex": good + 1j,
+            "bool": good > 0,
+            "object": good.astype(object),
+            "shape": good[:, :-1],
+        }
+        for what, bad in bad_cotangents.items():
+            with pytest.raises(ValueError, match="grad_"):
+                pullback(bad, good_ld)
+            if what != "shape":
+                with pytest.raises(ValueError, match="grad_log_det"):
+                    pullback(good, bad[:, 0])
+        # Real integers are exact in float: the same gradients as the float cotangent.
+        grad_int, grads_int = pullback(good.astype(np.int64), good_ld.astype(np.int32))
+        grad_float, grads_float = pullback(good, good_ld)
+        np.testing.assert_array_equal(grad_int, grad_float)
+        for g_int, g_float in zip(leaves(grads_int), leaves(grads_float), strict=True):
+            np.testing.assert_array_equal(g_int, g_float)
+
+
+# -- constructor arguments -------------------------------------------------------------------------------
+BAD_COUNTS = [True, False, 2.0, 2.5, np.inf, np.nan, 0, -1, "3", None]
+
+
+@names
+def test_a_bad_dim_is_refused_naming_it(name):
+    layer = CASES[name].build(np.random.default_rng(0))
+    config = layer.get_config()
+    if "dim" not in config:
+        pytest.skip("built without a dim argument")
+    if "transformer" in config:
+        config["transformer"] = layer.transformer
+    if isinstance(layer, nf.Coupling):
+        config["mask"] = None
+    if isinstance(layer, (nf.MAF, nf.IAF)):
+        config["order"] = "natural"
+    cls = type(layer.layer) if isinstance(layer, nf.Logit) else type(layer)
+    cls(**config)  # the configuration itself is valid
+    for bad in BAD_COUNTS:
+        with pytest.raises((ValueError, TypeError), match="dim"):
+            cls(**(config | {"dim": bad}))
+
+
+# -- a new transformer needs no per-layer code -----------------------------------------------------------
+class SoftplusScale(Transformer):
+    """h(u; θ) = softplus(θ_1) u + θ_0: a transformer the library does not have, written here only
+    to the transformer contract (forward_vjp and _solve)."""
+
+    n_params = 2
+
+    def forward_vjp(self, u, theta):
+        t, s = theta[..., 0], theta[..., 1]
+        scale = np.logaddexp(0.0, s)  # softplus
+        y = scale * u + t
+
+        def pullback(grad_y, grad_log_deriv):
+            # dy/du = scale, dy/dt = 1, dy/ds = σ(s) u; log h′ = log scale, ∂/∂s = σ(s) / scale.
+            sigma = 1.0 / (1.0 + np.exp(-s))
+            grad_s = grad_y * sigma * u + grad_log_deriv * sigma / scale
+            return grad_y * scale, np.stack([grad_y, grad_s], axis=-1)
+
+        return y, np.log(scale), pullback
+
+    def _solve(self, y, theta):
+        return (y - theta[..., 0]) / np.logaddexp(0.0, theta[..., 1])
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda t, rng: nf.Elementwise(DIM, t),
+        lambda t, rng: nf.Coupling(DIM, t, hidden=(8,), activation="tanh", rng=rng),
+        lambda t, rng: nf.MAF(DIM, t, hidden=(8,), activation="tanh", order="random", rng=rng),
+        lambda t, rng: nf.IAF(DIM, t, hidden=(8,), activation="tanh", rng=rng),
+    ],
+    ids=["Elementwise", "Coupling", "MAF", "IAF"],
+)
+def test_a_new_transformer_works_in_every_conditioner(build):
+    rng = np.random.default_rng(8)
+    layer = build(SoftplusScale(), rng)
+    for leaf in leaves(layer.params):
+        leaf += 0.4 * rng.standard_normal(leaf.shape)
+    errors = check_layer(layer, rng.normal(size=(5, DIM)))
+    assert errors["bijection/round_trip"] <= 1e-9
+    assert any(key.endswith("vjp/params") for key in errors)

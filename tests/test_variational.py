@@ -79,3 +79,40 @@ def test_divergence_stops_and_keeps_finite_parameters():
     with pytest.raises(nf.TrainingDiverged, match="step 1"):
         fit_to_density(flow, exploding, steps=5, progress=False)
     assert all(np.isfinite(p).all() for p in leaves(flow.params))
+
+
+def test_a_huge_lr_is_divergence_and_the_flow_stays_usable():
+    flow = nf.Flow([nf.Triangular(2), nf.Diagonal(2)])
+    with (
+        np.errstate(all="ignore"),
+        pytest.raises(nf.TrainingDiverged, match=r"in layer 0 \(Triangular\)"),
+    ):
+        fit_to_density(flow, gaussian, steps=30, lr=1e6, rng=0, progress=False)
+    assert all(np.isfinite(p).all() for p in leaves(flow.params))
+    x, log_q = flow.sample_and_log_prob(100, rng=0)
+    assert np.isfinite(x).all() and np.isfinite(log_q).all()
+
+
+def test_a_cosine_schedule_and_clipping_are_accepted():
+    flow = iaf_flow()
+    schedule = nf.schedules.Cosine(3e-3, warmup_steps=50)
+    result = fit_to_density(
+        flow, gaussian, steps=300, lr=schedule, clip_grad_norm=100.0, rng=0, progress=False
+    )
+    assert result.elbo[-1] > result.elbo[0] and np.isfinite(result.log_z)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"lr": "0.1"}, TypeError),
+        ({"steps": True}, TypeError),
+        ({"progress": None}, TypeError),
+        ({"weight_decay": -1.0}, ValueError),
+        ({"log_density": 3}, TypeError),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, error):
+    args = {"log_density": gaussian, "steps": 5, "progress": False, **kwargs}
+    with pytest.raises(error, match=next(iter(kwargs))):
+        fit_to_density(iaf_flow(), args.pop("log_density"), **args)

@@ -1,36 +1,38 @@
-"""What the subcommands share: argument types and options, building a flow by name, and reading
-and writing the points of users' files."""
+"""What the subcommands share: argument types and options, building a flow by name, running a
+flow over many points in chunks, the size limit, and writing a run's files only on success
+(users' files of points are read and written in :mod:`npflows.cli.points`)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
-import io
-import sys
+import os
+import shutil
+import tempfile
 import textwrap
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from .. import flows
-from ..estimator import BUILDERS
 from ..flow import Flow
+from ..flow_names import BUILDERS, build
 from ..io import load
-from ..layer import Layer, RNGLike
-from ..layers import Diagonal, RQSpline
+from ..layer import RNGLike
 
-PREBUILT = {
-    **BUILDERS,
-    "iaf": flows.IAF,
-    "iaf-spline": lambda dim, **kw: flows.IAF(dim, transformer="spline", **kw),
-}
-"""The prebuilt flows of :mod:`npflows.flows` by name: those of FlowDensity, and IAF."""
-
-FLOWS = ["gaussian", "spline", *PREBUILT]
+FLOWS = list(BUILDERS)
+"""The names --flow accepts: those of :data:`npflows.flow_names.BUILDERS`."""
 
 PLOT_HINT = "matplotlib is not installed; pip install 'npflows[plot]' to get"
+
+MAX_POINTS_BYTES = 2**30
+"""The most memory (1 GiB) an array of points made by a command may take: N rows × D coordinates ×
+8 bytes. Larger requests are refused before anything is allocated."""
+
+CHUNK_ROWS = 2**16
+"""Rows per pass through a flow when scoring or sampling many points, so that the networks'
+intermediates (rows × hidden units) stay small whatever N is."""
 
 
 class UsageError(Exception):
@@ -41,39 +43,12 @@ class RawFormatter(argparse.RawTextHelpFormatter):
     """Help as written: line breaks kept, in the descriptions and in the options' help."""
 
 
-# -- building a flow -------------------------------------------------------------------------------
-def build_layers(
-    name: str, dim: int, hidden: int, n_layers: int | None, rng: RNGLike
-) -> list[Layer]:
-    """The layers of flow ``name`` (one of ``FLOWS``) from the base up, before the data side.
-
-    "gaussian" has none; "spline" is a :class:`Diagonal`, then a 16-bin rational-quadratic spline
-    on [−4, 4] per coordinate; the others are the prebuilt flows of :mod:`npflows.flows` with two
-    hidden layers of ``hidden`` units and ``n_layers`` layers (None: the builder's default).
-    """
-    if name == "gaussian":
-        return []
-    if name == "spline":
-        return [Diagonal(dim), RQSpline(dim, bins=16, bound=4.0)]
-    kwargs = {"hidden": (hidden, hidden), "rng": rng}
-    if n_layers is not None:
-        kwargs["n_layers"] = n_layers
-    return PREBUILT[name](dim, **kwargs).layers
-
-
-def build_flow(layers: list[Layer], mean: np.ndarray, std: np.ndarray) -> Flow:
-    """``layers`` followed by a data-side :class:`Diagonal` x = std ⊙ h + mean (each (D,)), so the
-    layers below it see roughly standardized data and the flow works in data units."""
-    constant = np.flatnonzero(~(std > 0))
-    if constant.size:
-        raise ValueError(
-            f"column {constant[0] + 1} of the data is constant: a density needs spread in every "
-            "column"
-        )
-    data_side = Diagonal(len(mean))
-    data_side.params["log_scale"][:] = np.log(std)
-    data_side.params["beta"][:] = mean
-    return Flow([*layers, data_side])
+# -- building, loading and running flows -----------------------------------------------------------
+def build_prebuilt(name: str, dim: int, hidden: int, n_layers: int | None, rng: RNGLike) -> Flow:
+    """The prebuilt flow ``name`` (one of ``FLOWS``), with two hidden layers of ``hidden`` units
+    in its conditioner networks and ``n_layers`` layers (None: the builder's default)."""
+    options = {} if n_layers is None else {"n_layers": n_layers}
+    return build(name, dim, hidden=(hidden, hidden), rng=rng, **options)
 
 
 def load_flow(path: Path) -> Flow:
@@ -86,65 +61,56 @@ def load_flow(path: Path) -> Flow:
     return model
 
 
-# -- points in users' files ------------------------------------------------------------------------
-def read_points(path: Path) -> np.ndarray:
-    """The points in a .npy file (a numeric array, (N, D), or (N,) for one coordinate) or a .csv
-    file (numbers separated by commas, one point per line, an optional header line; the path ``-``
-    reads it from standard input), as float64 of shape (N, D).
+def log_prob_in_chunks(flow: Flow, x: np.ndarray) -> np.ndarray:
+    """``flow.log_prob(x)`` (N,), computed ``CHUNK_ROWS`` rows at a time: the same numbers up to
+    rounding (BLAS may add in another order for another number of rows)."""
+    return np.concatenate(
+        [flow.log_prob(x[i : i + CHUNK_ROWS]) for i in range(0, len(x), CHUNK_ROWS)]
+        or [np.zeros(0)]
+    )
 
-    Raises:
-        ValueError: saying what is wrong with the file: not numbers, no rows, rows of different
-            lengths, more than two dimensions, or rows with NaN or inf.
-    """
-    if path.suffix.lower() == ".npy":
-        try:
-            x = np.load(path, allow_pickle=False)
-        except (ValueError, EOFError) as error:
-            raise ValueError(f"{path}: not a numeric .npy array ({error})") from None
-        if not isinstance(x, np.ndarray):
-            raise ValueError(f"{path}: an .npz archive, not one .npy array")
-    else:
-        x = _parse_csv(path, sys.stdin.read() if str(path) == "-" else path.read_text())
-    if x.dtype.kind not in "iuf":
-        raise ValueError(f"{path}: expected numbers, got an array of dtype {x.dtype}")
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2 or x.size == 0:
-        raise ValueError(f"{path}: expected points in rows, shape (N, D), got shape {x.shape}")
-    x = x.astype(np.float64)
-    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
-    if bad.size:
+
+def sample_in_chunks(flow: Flow, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``flow.sample(n, rng)`` (n, D), drawn ``CHUNK_ROWS`` rows at a time from the one ``rng``
+    (its normal draws come in the same order, so the points are those of one call, up to the
+    rounding of BLAS on another number of rows)."""
+    chunks = [flow.sample(min(CHUNK_ROWS, n - i), rng) for i in range(0, n, CHUNK_ROWS)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, flow.dim))
+
+
+def check_points_size(n: int, dim: int, what: str) -> None:
+    """Refuse (ValueError) ``n`` points of ``dim`` coordinates above ``MAX_POINTS_BYTES``."""
+    size = n * dim * 8
+    if size > MAX_POINTS_BYTES:
         raise ValueError(
-            f"{path}: {bad.size} row(s) with NaN or inf, the first is point {bad[0] + 1}; "
-            "remove or fix them"
+            f"{what} = {n} points of {dim} coordinates would take {size / 1e9:.3g} GB as float64, "
+            f"more than the command line's limit of {MAX_POINTS_BYTES / 1e9:.3g} GB "
+            f"(at most {MAX_POINTS_BYTES // (8 * dim)} points of {dim} coordinates)"
         )
-    return x
 
 
-def _parse_csv(path: Path, text: str) -> np.ndarray:
-    """Numbers separated by commas, (N, D); one header line is skipped if the first fails."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # loadtxt warns of an empty file; read_points says so
-        try:
-            return np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2)
-        except ValueError as error:
-            try:
-                return np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, skiprows=1)
-            except ValueError:
-                raise ValueError(f"{path}: not a CSV of numbers: {error}") from None
+@contextlib.contextmanager
+def staged_output(out: Path) -> Iterator[Path]:
+    """A fresh hidden directory inside ``out`` to write a run's files to; when the block succeeds
+    they replace their namesakes in ``out`` (``os.replace``), otherwise ``out`` is left as it was
+    (and removed again if this call created it, empty).
 
-
-def write_points(x: np.ndarray, path: Path | None) -> None:
-    """Rows of ``x`` (N, D) to a .npy or .csv ``path``, or as CSV to standard output (None). CSV
-    numbers are written in the shortest form that reads back as the same float64."""
-    if path is not None and path.suffix.lower() == ".npy":
-        np.save(path, x)
-        return
-    text = "".join(",".join(map(repr, row)) + "\n" for row in x.tolist())
-    if path is None:
-        sys.stdout.write(text)
-    else:
-        path.write_text(text)
+    Creating the staging directory first checks that ``out`` is usable (a directory we can write
+    to) before any training starts.
+    """
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".incomplete-", dir=out))
+    succeeded = False
+    try:
+        yield stage
+        for path in sorted(stage.iterdir()):
+            os.replace(path, out / path.name)
+        succeeded = True
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created and not succeeded and not any(out.iterdir()):
+            out.rmdir()
 
 
 # -- arguments -------------------------------------------------------------------------------------
@@ -164,6 +130,18 @@ def int_at_least(low: int) -> Callable[[str], int]:
 
 
 POSITIVE = int_at_least(1)
+SEED = int_at_least(0)
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite number > 0 (a learning rate), else a usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
 
 
 def points_file(text: str) -> Path:
@@ -171,6 +149,18 @@ def points_file(text: str) -> Path:
     if text != "-" and Path(text).suffix.lower() not in (".npy", ".csv"):
         raise argparse.ArgumentTypeError(f"expected a .npy or .csv file, got {text!r}")
     return Path(text)
+
+
+def add_skip_columns(p: argparse.ArgumentParser) -> None:
+    """The option that drops leading columns of a points file (an index column, say)."""
+    p.add_argument(
+        "--skip-columns",
+        type=int_at_least(0),
+        default=0,
+        metavar="K",
+        help="drop the first K columns of the file, e.g. 1 for the index column\n"
+        "pandas' to_csv writes (default: 0)",
+    )
 
 
 def listed(names) -> str:
@@ -203,7 +193,7 @@ def add_training_options(p: argparse.ArgumentParser, seeded: str, out: str) -> N
         help="layers of a prebuilt flow (default: its own; see npflows.flows)",
     )
     p.add_argument(
-        "--seed", type=int, default=0, metavar="INT", help=f"seed for {seeded} (default: 0)"
+        "--seed", type=SEED, default=0, metavar="INT", help=f"seed for {seeded} (default: 0)"
     )
     p.add_argument("--out", type=Path, metavar="DIR", help=f"output directory (default: {out})")
     p.add_argument("--no-progress", action="store_true", help="do not show training progress")

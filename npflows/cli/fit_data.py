@@ -6,25 +6,32 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import scipy.linalg
 
 from .. import datasets, plotting
 from ..flow import Flow
 from ..io import save
-from ..train import fit
+from ..layers.standardize import Standardize, standardized
+from ..train import TrainingDiverged, fit
+from . import images
 from .common import (
     FLOWS,
     PLOT_HINT,
     POSITIVE,
     UsageError,
     add_command,
+    add_skip_columns,
     add_training_options,
-    build_flow,
-    build_layers,
+    build_prebuilt,
+    check_points_size,
     int_at_least,
     listed,
-    read_points,
+    log_prob_in_chunks,
+    positive_float,
+    staged_output,
     stderr,
 )
+from .points import read_points
 
 DEFAULTS = {  # option: (its default for 1-D data, for data of two or more dimensions)
     "flow": ("spline", "nsf"),
@@ -35,15 +42,27 @@ DEFAULTS = {  # option: (its default for 1-D data, for data of two or more dimen
 }
 N_TEST = 10_000  # test points drawn from a built-in data set by default
 TEST_FRACTION = 0.1  # of a file's rows, held out for testing
+MIN_FILE_ROWS = 10  # a file's rows must leave training, validation and test points
+WORSE_PER_COORDINATE = 0.1  # nats: a fit ending this much worse than its start per D is refused
 
 
 def fit_command(args: argparse.Namespace) -> int:
     """Train a flow by maximum likelihood on a built-in data set, or on the points in a .npy or
     .csv file (one per row; 10% of the rows are held out for testing, 10% of the rest for
-    validation). Print the test NLL and, for a data set with a known density p, its entropy and
-    KL(p‖q) for the flow's density q. Save the model to DIR/model.npz (in data units: its last
-    layer is a Diagonal that starts at the training data's mean and standard deviation) and a plot
-    of the data, q and samples of q to DIR/density.png (1-D and 2-D data)."""
+    validation). Print the test NLL beside that of a Gaussian fitted to the same training points
+    and, for a data set with a known density p, its entropy and KL(p‖q) for the flow's density q.
+
+    The flow's last layer is a fixed npflows.Standardize (x = mean + scale ⊙ h, the training
+    points' column means and standard deviations, its log-det counted), so the model is a density
+    of the data in data units and the fit is the same at any scale of the data. Data with a
+    (nearly) constant column is refused.
+
+    The model goes to DIR/model.npz and a plot of the data, q and samples of q to DIR/density.png
+    (1-D and 2-D data). They are written to a hidden directory inside DIR and moved into place only
+    when training succeeded: a run that diverges (a NaN or inf, or a training NLL that ends more
+    than 0.1 nats per coordinate above where it started) exits 1 and leaves DIR as it was."""
+    if args.data in images.IMAGE_DATA or args.flow in images.IMAGE_FLOWS:
+        return images.fit_command(args)
     rng_data, rng_test, rng_fit, rng_init = map(
         np.random.default_rng, np.random.SeedSequence(args.seed).spawn(4)
     )
@@ -54,37 +73,54 @@ def fit_command(args: argparse.Namespace) -> int:
         k: DEFAULTS[k][dim > 1] if getattr(args, k) is None else getattr(args, k)
         for k in ("flow", "epochs", "batch_size", "lr")
     }
-    layers = build_layers(opts["flow"], dim, args.hidden, args.layers, rng_init)
-    flow = build_flow(layers, x_train.mean(axis=0), x_train.std(axis=0))
+    flow = standardized(
+        build_prebuilt(opts["flow"], dim, args.hidden, args.layers, rng_init), x_train
+    )
     if not flow.has_inverse_vjp:
         raise ValueError(
             f"the {opts['flow']} flow has no inverse_vjp (its density takes D passes), so it "
             "cannot be fitted to data; use maf, its mirror, or train it with fit-density"
         )
     out = Path("runs") / name if args.out is None else args.out
-    out.mkdir(parents=True, exist_ok=True)  # before training, so a bad --out fails at once
-    print(
-        f"fitting a {opts['flow']} flow to {len(x_train)} points of {name!r} in {dim}-D "
-        f"(10% held out for validation; seed {args.seed})"
-    )
-    fit(
-        flow,
-        x_train,
-        epochs=opts["epochs"],
-        batch_size=opts["batch_size"],
-        lr=opts["lr"],
-        validation_fraction=0.1,
-        patience=None,
-        rng=rng_fit,
-        progress=not args.no_progress,
-    )
-    nll = report_test(flow, x_test, dataset)
-    save(flow, out / "model.npz")
+    with staged_output(out) as stage:  # before training, so a bad --out fails at once
+        print(
+            f"fitting a {opts['flow']} flow to {len(x_train)} points of {name!r} in {dim}-D "
+            f"(10% held out for validation; seed {args.seed})"
+        )
+        start_nll = -float(log_prob_in_chunks(flow, x_train).mean())
+        try:
+            fit(
+                flow,
+                x_train,
+                epochs=opts["epochs"],
+                batch_size=opts["batch_size"],
+                lr=opts["lr"],
+                validation_fraction=0.1,
+                patience=None,
+                rng=rng_fit,
+                progress=not args.no_progress,
+            )
+        except TrainingDiverged as error:
+            raise TrainingDiverged(
+                f"training diverged: {error} Nothing was written to {out}."
+            ) from error
+        end_nll = -float(log_prob_in_chunks(flow, x_train).mean())
+        if not end_nll <= start_nll + WORSE_PER_COORDINATE * dim:
+            raise TrainingDiverged(
+                f"training diverged: the training NLL went from {start_nll:.4g} nats at the start "
+                f"to {end_nll:.4g} at the end (try a lower --lr than {opts['lr']:g}). Nothing "
+                f"was written to {out}."
+            )
+        nll = report_test(flow, x_train, x_test, dataset)
+        save(flow, stage / "model.npz")
+        title = f"{name}, {opts['flow']} flow: test NLL {nll:.3f} nats"
+        plotted = dim <= 2 and plotting.plot_fit(
+            stage / "density.png", flow, x_test, title, dataset, rng_init
+        )
     print(f"saved {out / 'model.npz'}")
-    title = f"{name}, {opts['flow']} flow: test NLL {nll:.3f} nats"
     if dim > 2:
         print(f"no density.png: the plot shows 1-D and 2-D data, not {dim}-D")
-    elif plotting.plot_fit(out / "density.png", flow, x_test, title, dataset, rng_init):
+    elif plotted:
         print(f"saved {out / 'density.png'}")
     else:
         print(f"{PLOT_HINT} density.png")
@@ -94,28 +130,48 @@ def fit_command(args: argparse.Namespace) -> int:
 def load_data(args: argparse.Namespace, rng_data, rng_test):
     """(the built-in data set, or None for a file; training points; test points)."""
     if isinstance(args.data, str):
+        if args.skip_columns:
+            raise UsageError("--skip-columns applies to a file, not to a built-in data set")
         dataset = datasets.get(args.data)
         n_train = DEFAULTS["n_train"][dataset.dim > 1] if args.n_train is None else args.n_train
         n_test = N_TEST if args.n_test is None else args.n_test
+        check_points_size(n_train, dataset.dim, "--n-train")
+        check_points_size(n_test, dataset.dim, "--n-test")
+        check_points_size(args.batch_size or 0, dataset.dim, "--batch-size")
         return dataset, dataset.sample(n_train, rng_data), dataset.sample(n_test, rng_test)
     if args.n_train is not None or args.n_test is not None:
         raise UsageError("--n-train and --n-test apply to built-in data sets, not to a file")
-    x = rng_data.permutation(read_points(args.data))
+    x = rng_data.permutation(read_points(args.data, args.skip_columns))
+    if len(x) < MIN_FILE_ROWS:
+        raise ValueError(
+            f"{args.data} has {len(x)} row(s); fit needs at least {MIN_FILE_ROWS} points (10% are "
+            "held out for testing and 10% of the rest for validation)"
+        )
     n_test = max(1, round(TEST_FRACTION * len(x)))
     print(f"read {len(x)} points from {args.data}; {n_test} of them held out for testing")
     return None, x[n_test:], x[:n_test]
 
 
-def report_test(flow: Flow, x_test: np.ndarray, dataset: datasets.Dataset | None) -> float:
-    """Print the test NLL and, where the data's density p is known, its entropy and KL(p‖q),
-    estimated by the mean of log p − log q over the test points (samples of p, so log p is finite
-    even where p has bounded support); return the NLL."""
-    log_q = flow.log_prob(x_test)  # (n_test,)
+def report_test(
+    flow: Flow, x_train: np.ndarray, x_test: np.ndarray, dataset: datasets.Dataset | None
+) -> float:
+    """Print the test NLL beside a Gaussian baseline's and, where the data's density p is known,
+    its entropy and KL(p‖q), estimated by the mean of log p − log q over the test points (samples
+    of p, so log p is finite even where p has bounded support); return the NLL."""
+    log_q = log_prob_in_chunks(flow, x_test)  # (n_test,)
     nll = -float(log_q.mean())
     print(
         f"test NLL      {nll:.4f} ± {stderr(log_q):.4f} nats ({len(x_test)} points, "
         "± one standard error)"
     )
+    log_g = gaussian_log_density(x_train, x_test)
+    if log_g is None:
+        print("Gaussian NLL  none: the training points' covariance is singular")
+    else:
+        print(
+            f"Gaussian NLL  {-log_g.mean():.4f} ± {stderr(log_g):.4f} nats (baseline: a "
+            "full-covariance Gaussian fitted to the training points)"
+        )
     if dataset is None or dataset.log_density is None:
         print("(the data's density is not known, so there is no KL(p‖q) to report)")
         return nll
@@ -128,6 +184,26 @@ def report_test(flow: Flow, x_test: np.ndarray, dataset: datasets.Dataset | None
     return nll
 
 
+def gaussian_log_density(x_train: np.ndarray, x_test: np.ndarray) -> np.ndarray | None:
+    """log N(x; m, Σ) of each test row (N,), m and Σ the maximum-likelihood mean and covariance of
+    ``x_train``; None when Σ is singular. Computed on standardized values u = (x − mean) / scale
+    (robust at any scale of the data), whose log-det −Σ_d log scale_d converts back to data units:
+    log N(x) = −½‖L⁻¹(u − m_u)‖² − Σ_d log L_dd − (D/2) log 2π − Σ_d log scale_d, Σ_u = L Lᵀ."""
+    data_side = Standardize.from_data(x_train)
+    u_train, _ = data_side.inverse(x_train)  # (N_train, D)
+    u_test, log_det = data_side.inverse(x_test)  # (N_test, D), (N_test,) = −Σ_d log scale_d
+    m = u_train.mean(axis=0)
+    cov = np.atleast_2d(np.cov(u_train, rowvar=False, bias=True))
+    try:
+        chol = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        return None
+    w = scipy.linalg.solve_triangular(chol, (u_test - m).T, lower=True)  # (D, N_test)
+    dim = x_train.shape[1]
+    log_norm = -np.log(np.diag(chol)).sum() - 0.5 * dim * np.log(2 * np.pi)
+    return -0.5 * (w**2).sum(axis=0) + log_norm + log_det
+
+
 def add_parsers(commands) -> None:
     """Register ``fit``."""
     p = add_command(commands, "fit", fit_command, "train a flow on a data set or a .npy/.csv file")
@@ -136,21 +212,25 @@ def add_parsers(commands) -> None:
         type=data_source,
         default="bimodal",
         metavar="NAME|FILE",
-        help=f"a built-in data set:\n{listed(datasets.DATASETS)};\n"
-        "or a .npy/.csv file of points, one per row (default: %(default)s)",
+        help=f"a built-in data set:\n{listed([*datasets.DATASETS, *images.IMAGE_DATA])};\n"
+        "or a .npy/.csv file of points, one per row (the delimiter, comma,\n"
+        "semicolon, tab or spaces, and a header line are detected)\n"
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--flow",
-        choices=FLOWS,
+        choices=[*FLOWS, *images.IMAGE_FLOWS],
         metavar="FLOW",
-        help=f"{listed(FLOWS)}\n({per_dim_default('flow')})",
+        help=f"{listed(FLOWS)}\n({per_dim_default('flow')});\n"
+        f"for --data digits: {', '.join(images.IMAGE_FLOWS)} (default: glow)",
     )
     p.add_argument(
         "--n-train",
         type=int_at_least(2),
         metavar="N",
         help="points drawn from a built-in data set for training, 10%% of them for\n"
-        f"validation ({per_dim_default('n_train')})",
+        f"validation ({per_dim_default('n_train')});\n"
+        "at most 1 GiB of points (N·D·8 bytes)",
     )
     p.add_argument(
         "--n-test",
@@ -161,14 +241,18 @@ def add_parsers(commands) -> None:
     p.add_argument("--epochs", type=POSITIVE, metavar="N", help=per_dim_default("epochs"))
     p.add_argument("--batch-size", type=POSITIVE, metavar="N", help=per_dim_default("batch_size"))
     p.add_argument(
-        "--lr", type=float, metavar="RATE", help=f"Adam's step size; {per_dim_default('lr')}"
+        "--lr",
+        type=positive_float,
+        metavar="RATE",
+        help=f"Adam's step size; {per_dim_default('lr')}",
     )
+    add_skip_columns(p)
     add_training_options(p, "the data, the split, the flow and the batches", "runs/<data>")
 
 
 def data_source(text: str) -> str | Path:
     """An argparse ``type``: a built-in data set's name, or a path ending in .npy or .csv."""
-    if text in datasets.DATASETS:
+    if text in datasets.DATASETS or text in images.IMAGE_DATA:
         return text
     if Path(text).suffix.lower() in (".npy", ".csv"):
         return Path(text)

@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
-from .common import add_command, int_at_least, load_flow, points_file, read_points, write_points
+import numpy as np
+
+from . import common, images
+from .common import (
+    SEED,
+    add_command,
+    add_skip_columns,
+    check_points_size,
+    int_at_least,
+    load_flow,
+    points_file,
+    sample_in_chunks,
+)
+from .points import iter_points, write_points
 
 MODEL_HELP = "a model.npz written by fit or fit-density"
 
 
 def sample_command(args: argparse.Namespace) -> int:
     """Draw N points from a saved flow and print them as CSV, one point per line (the shortest
-    numbers that read back as the same float64), or write them to FILE (.npy or .csv)."""
-    x = load_flow(args.model).sample(args.n, args.seed)
-    write_points(x, args.out)
+    numbers that read back as the same float64), or write them to FILE (.npy or .csv). N points of
+    D coordinates may take at most 1 GiB (N·D·8 bytes)."""
+    flow = load_flow(args.model)
+    check_points_size(args.n, flow.dim, "-n")
+    x = sample_in_chunks(flow, args.n, np.random.default_rng(args.seed))
+    write_points(images.as_rows(x, args.out), args.out)
     if args.out is not None:
         print(f"saved {args.n} points to {args.out}")
     return 0
@@ -23,18 +40,39 @@ def sample_command(args: argparse.Namespace) -> int:
 
 def score_command(args: argparse.Namespace) -> int:
     """Print log q(x) in nats for each row x of FILE, one per line, under the saved flow q (or, with
-    --mean, their mean)."""
+    --mean, their mean). The file is read and scored a chunk of rows at a time (a .npy file
+    memory-mapped), so it may be larger than memory; the mean is summed exactly (math.fsum), so
+    it does not depend on the chunks."""
     flow = load_flow(args.model)
-    x = read_points(args.file)
-    if x.shape[1] != flow.dim:
-        raise ValueError(
-            f"{args.file} has points of {x.shape[1]} coordinates; {args.model} expects {flow.dim}"
-        )
-    log_q = flow.log_prob(x)  # (N,)
+    if images.is_image_flow(flow):  # image files are read whole
+        log_q = flow.log_prob(images.read_images(args.file, flow))
+        if args.mean:
+            print(repr(math.fsum(log_q.tolist()) / len(log_q)))
+        else:
+            sys.stdout.write("".join(f"{v!r}\n" for v in log_q.tolist()))
+        return 0
+    total, count, below_float64 = [], 0, 0
+    for x in iter_points(args.file, args.skip_columns, common.CHUNK_ROWS):
+        if x.shape[1] != flow.dim:
+            raise ValueError(
+                f"{args.file} has points of {x.shape[1]} coordinates; {args.model} expects "
+                f"{flow.dim}"
+            )
+        log_q = flow.log_prob(x)  # (N_chunk,)
+        below_float64 += int(np.count_nonzero(log_q == -np.inf))
+        if args.mean:
+            total.append(math.fsum(log_q.tolist()))
+            count += len(log_q)
+        else:
+            sys.stdout.write("".join(f"{v!r}\n" for v in log_q.tolist()))
     if args.mean:
-        print(repr(float(log_q.mean())))
-    else:
-        sys.stdout.write("".join(f"{v!r}\n" for v in log_q.tolist()))
+        print(repr(math.fsum(total) / count))
+    if below_float64:
+        print(
+            f"note: {below_float64} point(s) have a log-density below the most negative float64 "
+            "(-1.8e308), printed as -inf: they lie far outside the model's data",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -43,7 +81,7 @@ def add_parsers(commands) -> None:
     p = add_command(commands, "sample", sample_command, "draw points from a saved model")
     p.add_argument("model", type=Path, metavar="MODEL", help=MODEL_HELP)
     p.add_argument("-n", type=int_at_least(0), required=True, metavar="N", help="how many points")
-    p.add_argument("--seed", type=int, metavar="INT", help="default: fresh randomness")
+    p.add_argument("--seed", type=SEED, metavar="INT", help="default: fresh randomness")
     p.add_argument(
         "--out",
         type=points_file,
@@ -60,3 +98,4 @@ def add_parsers(commands) -> None:
         help="a .npy or .csv file of points, one per row; - reads CSV from standard input",
     )
     p.add_argument("--mean", action="store_true", help="print only the mean over the rows")
+    add_skip_columns(p)

@@ -1,6 +1,5 @@
 """Autoregressive flows: MAF (Papamakarios et al. 2017, arXiv:1705.07057) and IAF (Kingma et al.
-2016, arXiv:1606.04934). docs/autoregressive.md; the chapter lists them as its unfinished
-part.
+2016, arXiv:1606.04934). docs/autoregressive.md; the chapter lists them as its unfinished part.
 
 Both are an elementwise transformer g whose θ_i a MADE computes from the coordinates before i (in
 the MADE's order). They differ in which side θ reads:
@@ -10,11 +9,13 @@ the MADE's order). They differ in which side θ reads:
 - IAF: θ_i = net(z_{<i}). The generative direction x_i = g(z_i; θ_i) is one pass (fast sampling,
   training by reverse KL); the density of a new x needs D sequential passes.
 
-The sequential direction repeats "compute θ from the current estimate, apply g to every coordinate"
-D times, starting from zeros: after pass k the first k coordinates in the order are exact (their θ
-depend only on coordinates already exact), so D passes give the exact answer. Its log-det is read off
-the last pass. It has no pullback here (``has_forward_vjp`` is False for MAF, ``has_inverse_vjp`` for
-IAF).
+The one-pass direction is :class:`~npflows.layers.conditioned.Conditioned`'s, with θ read from the
+input itself: exact, because θ_i depends only on the coordinates before i, which the pass does not
+change. The sequential direction repeats "compute θ from the current estimate, apply g to every
+coordinate" D times, starting from zeros: after pass k the first k coordinates in the order are
+exact (their θ depend only on coordinates already exact), so D passes give the exact answer. Its
+log-det is read off the last pass. It has no pullback here (``has_forward_vjp`` is False for MAF,
+``has_inverse_vjp`` for IAF).
 
 In both, the Jacobian is triangular in the MADE's order, so log|det ∂x/∂z| = Σ_i log g′(z_i; θ_i).
 """
@@ -25,13 +26,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..layer import Layer, RNGLike, describe
+from ..layer import Layer, RNGLike
 from ..nn import MADE
 from ..transformers.base import Transformer
+from .conditioned import NetConditioned
 
 
-class _Autoregressive(Layer):
-    """Shared by MAF and IAF: the MADE, θ from a batch, one pass with pullback, D passes without."""
+class _Autoregressive(NetConditioned):
+    """Shared by MAF and IAF: the MADE conditioner, and D sequential passes for the slow direction."""
 
     def __init__(
         self,
@@ -43,62 +45,37 @@ class _Autoregressive(Layer):
         context_dim: int = 0,
         rng: RNGLike = None,
     ):
+        super().__init__(dim, transformer, context_dim=context_dim)
         if transformer.n_params < 1:
             raise ValueError(f"{transformer!r} has no parameters for an autoregressive layer")
-        self.transformer = transformer
         self.net = MADE(
-            dim,
+            self.dim,
             transformer.n_params,
             hidden,
             activation,
             order,
-            context_dim,
+            self.context_dim,
             out_bias=transformer.identity_params(),
             rng=rng,
         )
-        self.dim, self.context_dim = self.net.dim, self.net.context_dim
+        self._n_cond = self.dim
         self.params = {"net": self.net.params}
 
     def get_config(self) -> dict:
-        return {
-            "dim": self.dim,
-            "transformer": describe(self.transformer),
+        return super().get_config() | {
             "hidden": list(self.net.hidden),
             "activation": self.net.activation,
             "order": self.net.order.tolist(),
             "context_dim": self.context_dim,
         }
 
-    def _net_input(self, h, context):
-        return h if context is None else np.concatenate([h, context], axis=1)
-
-    def _theta(self, raw):
-        return raw.reshape(len(raw), self.dim, self.transformer.n_params)
-
-    def _one_pass_vjp(self, h, context, transform_vjp):
-        """out = transform(h; θ(h)) with its pullback; h reaches out both through g and through θ."""
-        raw, net_pullback = self.net.forward_vjp(self._net_input(h, context))
-        out, log_deriv, pullback_g = transform_vjp(h, self._theta(raw))
-
-        def pullback(grad_out, grad_log_det):
-            # Through g to its input and θ, then through the MADE back to the same input.
-            grad_in, grad_theta = pullback_g(
-                grad_out, np.broadcast_to(grad_log_det[:, None], log_deriv.shape)
-            )
-            grad_net_in, grads = net_pullback(grad_theta.reshape(raw.shape))
-            return grad_in + grad_net_in[:, : self.dim], {"net": grads}
-
-        return out, log_deriv.sum(axis=1), pullback
-
-    def _one_pass(self, h, context, transform):
-        out, log_deriv = transform(h, self._theta(self.net(self._net_input(h, context))))
-        return out, log_deriv.sum(axis=1)
-
-    def _sequential(self, h, context, transform):
-        """Solve out = transform(h; θ(out)) by D passes (see the module docstring)."""
+    def _sequential(self, h, context, direction):
+        """Solve out = g(h; θ(out)) (or g⁻¹) by D passes (see the module docstring)."""
+        part = self._checked_part(h, direction)
+        transform = getattr(self.transformer, direction)
         out = np.zeros_like(h)
         for _ in range(self.dim):
-            out, log_deriv = transform(h, self._theta(self.net(self._net_input(out, context))))
+            out, log_deriv = transform(part, self._theta(out, context))
         return out, log_deriv.sum(axis=1)
 
 
@@ -117,18 +94,10 @@ class MAF(_Autoregressive):
     """
 
     has_forward_vjp = False
+    _forward_vjp = Layer._forward_vjp  # the sequential direction has no pullback
 
     def _forward(self, z, context):
-        self.transformer.check_domain(z, "z")
-        return self._sequential(z, context, self.transformer.forward)
-
-    def _inverse(self, x, context):
-        self.transformer.check_range(x, "x")
-        return self._one_pass(x, context, self.transformer.inverse)
-
-    def _inverse_vjp(self, x, context):
-        self.transformer.check_range(x, "x")
-        return self._one_pass_vjp(x, context, self.transformer.inverse_vjp)
+        return self._sequential(z, context, "forward")
 
 
 class IAF(_Autoregressive):
@@ -142,15 +111,7 @@ class IAF(_Autoregressive):
     """
 
     has_inverse_vjp = False
-
-    def _forward(self, z, context):
-        self.transformer.check_domain(z, "z")
-        return self._one_pass(z, context, self.transformer.forward)
-
-    def _forward_vjp(self, z, context):
-        self.transformer.check_domain(z, "z")
-        return self._one_pass_vjp(z, context, self.transformer.forward_vjp)
+    _inverse_vjp = Layer._inverse_vjp  # the sequential direction has no pullback
 
     def _inverse(self, x, context):
-        self.transformer.check_range(x, "x")
-        return self._sequential(x, context, self.transformer.inverse)
+        return self._sequential(x, context, "inverse")

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..layer import Layer, RNGLike, describe
+from ..layer import RNGLike
 from ..nn import MLP
 from ..transformers.base import Transformer
+from .conditioned import NetConditioned
 
 
-class Coupling(Layer):
+class Coupling(NetConditioned):
     """x_a = z_a,  x_b = g(z_b; θ),  θ = net([z_a, c]):  an elementwise flow whose θ is computed.
 
     The coordinates split into a conditioning part a and a transformed part b by ``mask`` (True marks
@@ -45,8 +46,8 @@ class Coupling(Layer):
         context_dim: int = 0,
         rng: RNGLike = None,
     ):
-        if int(dim) != dim or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        super().__init__(dim, transformer, context_dim=context_dim)
+        dim, context_dim = self.dim, self.context_dim
         mask = np.arange(dim) >= dim // 2 if mask is None else np.asarray(mask)
         if mask.shape != (dim,) or mask.dtype != bool:
             raise ValueError(f"mask must be {dim} booleans, got {mask!r}")
@@ -54,12 +55,12 @@ class Coupling(Layer):
             raise ValueError("mask must transform at least one coordinate and condition on another")
         if transformer.n_params < 1:
             raise ValueError(f"{transformer!r} has no parameters for a coupling layer to compute")
-        self.dim, self.context_dim, self.transformer = int(dim), int(context_dim), transformer
         self.mask = mask
         self.index_a, self.index_b = np.flatnonzero(~mask), np.flatnonzero(mask)
-        self._a, self._b = _indexer(self.index_a), _indexer(self.index_b)
+        self._cond, self._part = _indexer(self.index_a), _indexer(self.index_b)
+        self._n_cond = len(self.index_a)
         self.net = MLP(
-            len(self.index_a) + self.context_dim,
+            self._n_cond + context_dim,
             len(self.index_b) * transformer.n_params,
             hidden,
             activation,
@@ -69,65 +70,12 @@ class Coupling(Layer):
         self.params = {"net": self.net.params}
 
     def get_config(self) -> dict:
-        return {
-            "dim": self.dim,
-            "transformer": describe(self.transformer),
+        return super().get_config() | {
             "mask": self.mask.tolist(),
             "hidden": list(self.net.hidden),
             "activation": self.net.activation,
             "context_dim": self.context_dim,
         }
-
-    def _net_input(self, h, context):
-        h_a = h[:, self._a]
-        return h_a if context is None else np.concatenate([h_a, context], axis=1)
-
-    def _theta(self, raw):
-        return raw.reshape(len(raw), len(self.index_b), self.transformer.n_params)
-
-    def _apply(self, h, context, transform):
-        """Run ``transform`` (a transformer's forward/inverse) on part b; no backward pass."""
-        theta = self._theta(self.net(self._net_input(h, context)))
-        out = h.copy()
-        out[:, self._b], log_deriv = transform(h[:, self._b], theta)
-        return out, log_deriv.sum(axis=1)
-
-    def _apply_vjp(self, h, context, transform_vjp):
-        """Run ``transform_vjp`` on part b, with the pullback through transformer and net."""
-        raw, net_pullback = self.net.forward_vjp(self._net_input(h, context))
-        theta = self._theta(raw)
-        out = h.copy()
-        out[:, self._b], log_deriv, pullback_b = transform_vjp(h[:, self._b], theta)
-
-        def pullback(grad_out, grad_log_det):
-            # Part b: through g (its u and θ). θ = net(h_a, c): through the net to h_a.
-            # Part a passes through unchanged, so it also receives grad_out[:, a] directly.
-            grad_u, grad_theta = pullback_b(
-                grad_out[:, self._b], np.broadcast_to(grad_log_det[:, None], log_deriv.shape)
-            )
-            grad_net_in, grads = net_pullback(grad_theta.reshape(raw.shape))
-            grad_in = grad_out.copy()
-            grad_in[:, self._b] = grad_u
-            grad_in[:, self._a] += grad_net_in[:, : len(self.index_a)]
-            return grad_in, {"net": grads}
-
-        return out, log_deriv.sum(axis=1), pullback
-
-    def _forward(self, z, context):
-        self.transformer.check_domain(z[:, self._b], "z")
-        return self._apply(z, context, self.transformer.forward)
-
-    def _inverse(self, x, context):
-        self.transformer.check_range(x[:, self._b], "x")
-        return self._apply(x, context, self.transformer.inverse)
-
-    def _forward_vjp(self, z, context):
-        self.transformer.check_domain(z[:, self._b], "z")
-        return self._apply_vjp(z, context, self.transformer.forward_vjp)
-
-    def _inverse_vjp(self, x, context):
-        self.transformer.check_range(x[:, self._b], "x")
-        return self._apply_vjp(x, context, self.transformer.inverse_vjp)
 
 
 def _indexer(index: np.ndarray):

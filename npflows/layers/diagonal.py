@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layer import Layer
+from ..layer import Layer, check_int
 
 
 class Diagonal(Layer):
@@ -21,9 +21,7 @@ class Diagonal(Layer):
     """
 
     def __init__(self, dim: int):
-        if int(dim) != dim or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        self.dim = int(dim)
+        self.dim = check_int(dim, "dim")
         self.params = {"log_scale": np.zeros(self.dim), "beta": np.zeros(self.dim)}
 
     def get_config(self) -> dict:

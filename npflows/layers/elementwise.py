@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layer import Layer, describe
 from ..transformers.base import Transformer
 from ..transformers.leaky_relu import LeakyReLUTransformer
 from ..transformers.piecewise_linear import PiecewiseLinearTransformer
 from ..transformers.rq_spline import RQSplineTransformer
 from ..transformers.sigmoid import SigmoidTransformer
+from .conditioned import Conditioned
 
 
-class Elementwise(Layer):
+class Elementwise(Conditioned):
     """x_d = h(z_d; θ_d) for every coordinate d, with free raw parameters θ of shape (D, P).
 
     ``params == {"theta": θ}`` (absent when the transformer has no parameters). θ starts at the
@@ -25,53 +25,21 @@ class Elementwise(Layer):
     """
 
     def __init__(self, dim: int, transformer: Transformer):
-        if int(dim) != dim or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        self.dim = int(dim)
-        self.transformer = transformer
+        super().__init__(dim, transformer)
         p = transformer.n_params
         self.params = {"theta": np.tile(transformer.identity_params(), (self.dim, 1))} if p else {}
 
-    def get_config(self) -> dict:
-        return {"dim": self.dim, "transformer": describe(self.transformer)}
-
-    def _theta(self, n):
+    def _theta(self, h, context):
         if not self.params:
-            return np.zeros((n, self.dim, 0))
-        return np.broadcast_to(self.params["theta"], (n, *self.params["theta"].shape))
+            return np.zeros((len(h), self.dim, 0))
+        return np.broadcast_to(self.params["theta"], (len(h), *self.params["theta"].shape))
 
-    def _grads(self, grad_theta):
-        return {"theta": grad_theta.sum(axis=0)} if self.params else {}
+    def _theta_vjp(self, h, context):
+        def pullback(grad_theta):
+            # Every row uses the same θ, so its gradient sums over the rows; θ reads no input.
+            return None, ({"theta": grad_theta.sum(axis=0)} if self.params else {})
 
-    def _forward_vjp(self, z, context):
-        self.transformer.check_domain(z, "z")
-        x, log_deriv, pullback = self.transformer.forward_vjp(z, self._theta(len(z)))
-
-        def layer_pullback(grad_x, grad_log_det):
-            grad_z, grad_theta = pullback(grad_x, np.broadcast_to(grad_log_det[:, None], z.shape))
-            return grad_z, self._grads(grad_theta)
-
-        return x, log_deriv.sum(axis=1), layer_pullback
-
-    def _inverse_vjp(self, x, context):
-        self.transformer.check_range(x, "x")
-        z, log_deriv, pullback = self.transformer.inverse_vjp(x, self._theta(len(x)))
-
-        def layer_pullback(grad_z, grad_log_det):
-            grad_x, grad_theta = pullback(grad_z, np.broadcast_to(grad_log_det[:, None], x.shape))
-            return grad_x, self._grads(grad_theta)
-
-        return z, log_deriv.sum(axis=1), layer_pullback
-
-    def _forward(self, z, context):
-        self.transformer.check_domain(z, "z")
-        x, log_deriv = self.transformer.forward(z, self._theta(len(z)))
-        return x, log_deriv.sum(axis=1)
-
-    def _inverse(self, x, context):
-        self.transformer.check_range(x, "x")
-        z, log_deriv = self.transformer.inverse(x, self._theta(len(x)))
-        return z, log_deriv.sum(axis=1)
+        return self._theta(h, context), pullback
 
 
 class LeakyReLU(Elementwise):
@@ -106,7 +74,8 @@ class PiecewiseLinear(Elementwise):
     """Piecewise-linear elementwise flow with K equal-width bins (Müller et al. 2019, arXiv:1808.03856).
 
     Book: ch. 16, "Elementwise flows". ``params["theta"]`` has shape (D, K); bin masses
-    φ_d = softmax(θ_d). With b = ⌊K z_d⌋ (0-based, clipped to K − 1),
+    φ_d = m + (1 − m K) softmax(θ_d) ≥ m, m = 1e-3 (see PiecewiseLinearTransformer). With
+    b = ⌊K z_d⌋ (0-based, clipped to K − 1),
         x_d = Σ_{k<b} φ_{d,k} + (K z_d − b) φ_{d,b},    ∂x_d/∂z_d = K φ_{d,b}.
     ``bound=None``: a map of [0, 1]ᴰ onto itself; z (forward) and x (inverse) outside [0, 1] are
     refused with a ValueError, so put it after a ``Sigmoid`` or on data in [0, 1].

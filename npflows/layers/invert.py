@@ -14,6 +14,8 @@ class Invert(Layer):
     """
 
     def __init__(self, layer: Layer):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layer must be an npflows Layer, got {type(layer).__name__}")
         self.layer = layer
         self.dim, self.context_dim = layer.dim, layer.context_dim
         self.has_forward_vjp, self.has_inverse_vjp = layer.has_inverse_vjp, layer.has_forward_vjp

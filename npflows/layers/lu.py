@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from ..layer import Layer, RNGLike, as_rng
+from ..layer import Layer, RNGLike, as_rng, check_int
 from .permutation import check_perm
 
 
@@ -53,9 +53,7 @@ class LULinear(Layer):
         sign: Sequence[int] | None = None,
         rng: RNGLike = None,
     ):
-        if int(dim) != dim or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        d = self.dim = int(dim)
+        d = self.dim = check_int(dim, "dim")
         self.perm = check_perm(as_rng(rng).permutation(d) if perm is None else perm, d)
         sign = np.ones(d, dtype=int) if sign is None else np.asarray(sign)
         if sign.shape != (d,) or sign.dtype.kind not in "iuf" or not np.all(np.abs(sign) == 1):
@@ -74,8 +72,9 @@ class LULinear(Layer):
     def _factors(self):
         """L (unit lower triangular), W = U + D (upper triangular) and the diagonal of D."""
         p = self.params
-        diag = self.sign * np.exp(p["log_scale"])
-        L = np.tril(p["lower"], -1) + np.eye(self.dim)
+        scale = np.exp(p["log_scale"])
+        diag = np.where(self.sign < 0, -scale, scale)  # sign ⊙ exp(s), in the parameters' dtype
+        L = np.tril(p["lower"], -1) + np.eye(self.dim, dtype=p["lower"].dtype)
         W = np.triu(p["upper"], 1) + np.diag(diag)
         return L, W, diag
 
@@ -103,16 +102,21 @@ class LULinear(Layer):
     def _inverse_vjp(self, x, context):
         L, W, diag = self._factors()
         perm, s = self.perm, self.params["log_scale"]
-        h2 = np.empty(x.shape)
-        h2[:, perm] = x - self.params["beta"]  # h2 = P⁻¹ (x − β)
-        h1 = solve_triangular(L, h2.T, lower=True, unit_diagonal=True).T  # h1 = L⁻¹ h2
-        z = solve_triangular(W, h1.T, lower=False).T  # z = W⁻¹ h1, (N, D)
+        shifted = x - self.params["beta"]
+        h2 = np.empty_like(shifted)
+        h2[:, perm] = shifted  # h2 = P⁻¹ (x − β)
+        h1 = solve_triangular(
+            L, h2.T, lower=True, unit_diagonal=True, check_finite=False
+        ).T  # h1 = L⁻¹ h2
+        z = solve_triangular(W, h1.T, lower=False, check_finite=False).T  # z = W⁻¹ h1, (N, D)
 
         def pullback(grad_z, grad_log_det):
             # z = W⁻¹ h1: ∂L/∂h1 = W⁻ᵀ grad_z; dz = −W⁻¹ dW z, so ∂L/∂W = −Σ_n grad_h1_n z_nᵀ.
-            grad_h1 = solve_triangular(W, grad_z.T, lower=False, trans="T").T
+            grad_h1 = solve_triangular(W, grad_z.T, lower=False, trans="T", check_finite=False).T
             # h1 = L⁻¹ h2 likewise: ∂L/∂h2 = L⁻ᵀ grad_h1, ∂L/∂L = −Σ_n grad_h2_n h1_nᵀ.
-            grad_h2 = solve_triangular(L, grad_h1.T, lower=True, unit_diagonal=True, trans="T").T
+            grad_h2 = solve_triangular(
+                L, grad_h1.T, lower=True, unit_diagonal=True, trans="T", check_finite=False
+            ).T
             # h2[:, perm[i]] = x[:, i] − β_i, so ∂L/∂x[:, i] = grad_h2[:, perm[i]]. Log-det −Σ s.
             grad_x = grad_h2[:, perm]
             grads = _raw_grads(

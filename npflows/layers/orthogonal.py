@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layer import Layer, RNGLike, as_rng
+from ..layer import Layer, RNGLike, as_rng, check_int
 
 
 def _reflect(h, v):
     """h H_v for rows h (N, D): H_v = I − 2 v vᵀ/‖v‖² is symmetric, so this is H_v applied to each row.
 
-    ‖v‖² is clamped at the smallest positive float, so v = 0 acts as the identity instead of 0/0.
+    ‖v‖² is clamped at the smallest positive normal float of v's dtype, so v = 0 acts as the identity instead of 0/0.
     """
-    q = max(v @ v, np.finfo(float).tiny)
+    q = max(v @ v, np.finfo(v.dtype).tiny)
     return h - (2.0 / q) * np.outer(h @ v, v)
 
 
@@ -29,7 +29,7 @@ def _reflect_back(y, grad_y, v):
       ∂L/∂v = −(2/q) Σ_n [(g_n·v) h_n + (h_n·v) g_n − 2 (h_n·v)(g_n·v) v / q].
     """
     h = _reflect(y, v)
-    q = max(v @ v, np.finfo(float).tiny)
+    q = max(v @ v, np.finfo(v.dtype).tiny)
     h_v, g_v = h @ v, grad_y @ v  # (N,)
     grad_v = -(2.0 / q) * (g_v @ h + h_v @ grad_y - (2.0 / q) * (h_v @ g_v) * v)
     return h, _reflect(grad_y, v), grad_v
@@ -46,19 +46,15 @@ class Orthogonal(Layer):
         rng: None, an int seed or a Generator for the initial v ~ N(0, 1).
 
     ``params == {"v": rows v_1, …, v_K (K, D), "beta": β (D,)}``, raw: each v is used through
-    v/‖v‖ only, with ‖v‖² clamped at ``np.finfo(float).tiny``. β starts at 0.
+    v/‖v‖ only, with ‖v‖² clamped at ``np.finfo(v.dtype).tiny``. β starts at 0.
     Log-det 0 both ways, shape (N,). Inverse: Ω⁻¹ = Ωᵀ = H_{v_K} ⋯ H_{v_1}.
     Cost: O(K D) per row, the reflections applied to the batch directly (Ω is never formed).
     """
 
     def __init__(self, dim: int, n_reflections: int | None = None, rng: RNGLike = None):
-        if int(dim) != dim or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        self.dim = int(dim)
-        k = self.dim if n_reflections is None else n_reflections
-        if int(k) != k or k < 1:
-            raise ValueError(f"n_reflections must be a positive integer, got {n_reflections!r}")
-        v = as_rng(rng).standard_normal((int(k), self.dim))
+        self.dim = check_int(dim, "dim")
+        k = self.dim if n_reflections is None else check_int(n_reflections, "n_reflections")
+        v = as_rng(rng).standard_normal((k, self.dim))
         self.params = {"v": v, "beta": np.zeros(self.dim)}
 
     def get_config(self) -> dict:

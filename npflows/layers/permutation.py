@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..layer import Layer, RNGLike, as_rng
+from ..layer import Layer, RNGLike, as_rng, check_int
 
 
 def check_perm(perm, dim: int) -> np.ndarray:
@@ -36,9 +36,7 @@ class Permutation(Layer):
     """
 
     def __init__(self, dim: int, perm: str | Sequence[int] = "reverse", rng: RNGLike = None):
-        if int(dim) != dim or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        self.dim = int(dim)
+        self.dim = check_int(dim, "dim")
         if isinstance(perm, str):
             if perm == "reverse":
                 perm = np.arange(self.dim)[::-1]

@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from ..layer import Layer
+from ..layer import Layer, check_int
 
 
 def _raw_grads(grad_Omega, s, grad_s, grad_beta):
     """∂L/∂Ω (D, D) → the raw parameters: Ω_ij = L̃_ij below the diagonal, Ω_dd = exp(s_d)."""
     grad_s = grad_s + np.diag(grad_Omega) * np.exp(s)
-    return {"lower": np.tril(grad_Omega, -1), "log_diag": grad_s, "beta": grad_beta}
+    return {"lower": np.tril(grad_Omega, -1), "log_scale": grad_s, "beta": grad_beta}
 
 
 class Triangular(Layer):
@@ -23,24 +23,22 @@ class Triangular(Layer):
 
     Book: ch. 16, "Linear flows": f[h] = β + Ω h.
 
-    ``params == {"lower": L̃ (D, D), "log_diag": s (D,), "beta": β (D,)}``, raw. Only the strictly
+    ``params == {"lower": L̃ (D, D), "log_scale": s (D,), "beta": β (D,)}``, raw. Only the strictly
     lower triangle of L̃ is used (the rest gets zero gradient); the diagonal of Ω is exp(s). They
     start at zero, so Ω = I. Forward log-det: Σ_d s_d for every row, shape (N,); the inverse's is
     −Σ_d s_d. Cost: O(D²) per row, forward by a product and inverse by a triangular solve.
     """
 
     def __init__(self, dim: int):
-        if int(dim) != dim or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        self.dim = int(dim)
+        self.dim = check_int(dim, "dim")
         d = self.dim
-        self.params = {"lower": np.zeros((d, d)), "log_diag": np.zeros(d), "beta": np.zeros(d)}
+        self.params = {"lower": np.zeros((d, d)), "log_scale": np.zeros(d), "beta": np.zeros(d)}
 
     def get_config(self) -> dict:
         return {"dim": self.dim}
 
     def _Omega(self):
-        s = self.params["log_diag"]
+        s = self.params["log_scale"]
         return np.tril(self.params["lower"], -1) + np.diag(np.exp(s)), s
 
     def _forward_vjp(self, z, context):
@@ -56,12 +54,14 @@ class Triangular(Layer):
 
     def _inverse_vjp(self, x, context):
         Omega, s = self._Omega()
-        z = solve_triangular(Omega, (x - self.params["beta"]).T, lower=True).T  # (N, D)
+        z = solve_triangular(
+            Omega, (x - self.params["beta"]).T, lower=True, check_finite=False
+        ).T  # (N, D)
 
         def pullback(grad_z, grad_log_det):
             # z_n = Ω⁻¹ (x_n − β): ∂L/∂x_n = a_n with Ωᵀ a_n = grad_z_n (a back substitution);
             # dz_n = −Ω⁻¹ dΩ z_n, so ∂L/∂Ω = −Σ_n a_n z_nᵀ; ∂L/∂β = −Σ_n a_n; log-det −Σ s per row.
-            grad_x = solve_triangular(Omega, grad_z.T, lower=True, trans="T").T
+            grad_x = solve_triangular(Omega, grad_z.T, lower=True, trans="T", check_finite=False).T
             grads = _raw_grads(-grad_x.T @ z, s, -grad_log_det.sum(), -grad_x.sum(axis=0))
             return grad_x, grads
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 
-def log_softmax(theta):
-    """log softmax(θ) over the last axis: θ − max θ − log Σ exp(θ − max θ), never overflowing."""
-    shifted = theta - theta.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+def softmax(theta, axis=-1):
+    """softmax(θ) over ``axis``, as exp(θ − max θ) / Σ exp(θ − max θ), which never overflows."""
+    shifted = np.exp(theta - theta.max(axis=axis, keepdims=True))
+    return shifted / shifted.sum(axis=axis, keepdims=True)
 
 
 def softmax_vjp(phi, grad_phi, axis=-1):

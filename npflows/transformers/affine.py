@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_finite, positive_finite
 from .base import Transformer
 
 
 class AffineTransformer(Transformer):
     """h(u; θ) = u · exp(s) + t, with θ = (t, s̃) raw and log-scale s = c · tanh(s̃ / c).
+
+    Blocks: ``shift`` () = t and ``log_scale`` () = s̃, the raw log-scale before the clamp.
 
     log h′ = s. The soft clamp keeps |s| < c so that one coupling layer can never scale by more than
     exp(c) (a common cause of diverging RealNVP training); ``clamp=None`` uses s = s̃ unclamped.
@@ -19,12 +22,10 @@ class AffineTransformer(Transformer):
         clamp: c > 0, or None for no clamp. Default 5, so scales stay within [e⁻⁵, e⁵] per layer.
     """
 
-    n_params = 2
+    blocks = (("shift", ()), ("log_scale", ()))
 
     def __init__(self, clamp: float | None = 5.0):
-        if clamp is not None and not (np.isfinite(clamp) and clamp > 0):
-            raise ValueError(f"clamp must be None or a positive finite number, got {clamp!r}")
-        self.clamp = None if clamp is None else float(clamp)
+        self.clamp = None if clamp is None else positive_finite(clamp, "clamp", none_ok=True)
 
     def get_config(self) -> dict:
         return {"clamp": self.clamp}
@@ -37,7 +38,10 @@ class AffineTransformer(Transformer):
         return self.clamp * tanh, 1.0 - tanh * tanh
 
     def forward_vjp(self, u, theta):
-        return self._forward_vjp(u, theta[..., 0], *self._log_scale(theta[..., 1]))
+        blocks = self.split_params(theta)
+        t = blocks["shift"]
+        y, s, pullback = self._forward_vjp(u, t, *self._log_scale(blocks["log_scale"]))
+        return check_finite(y, "y = u·exp(s) + t", u, "u"), s, pullback
 
     def _forward_vjp(self, u, t, s, ds_dsraw):
         """``forward_vjp`` given t, the log-scale s and ds/ds̃."""
@@ -47,35 +51,39 @@ class AffineTransformer(Transformer):
         def pullback(grad_y, grad_log_deriv):
             # y = u e^s + t: dy/du = e^s, dy/dt = 1, dy/ds = u e^s; log h′ = s.
             grad_s = grad_y * u * scale + grad_log_deriv
-            grad_theta = np.stack([grad_y, grad_s * ds_dsraw], axis=-1)
+            grad_theta = self.join_params({"shift": grad_y, "log_scale": grad_s * ds_dsraw})
             return grad_y * scale, grad_theta
 
         return y, s, pullback
 
     def _inverse_parts(self, y, theta):
         # u = (y − t) e^{−s}; the forward pass at u reuses s, and ℓ_u = 0: log h′ = s is free of u.
-        t = theta[..., 0]
-        s, ds_dsraw = self._log_scale(theta[..., 1])
-        u = (y - t) * np.exp(-s)
+        blocks = self.split_params(theta)
+        t = blocks["shift"]
+        s, ds_dsraw = self._log_scale(blocks["log_scale"])
+        u = check_finite((y - t) * np.exp(-s), "u = (y − t)·exp(−s)", y, "y")
         _, log_deriv, pullback = self._forward_vjp(u, t, s, ds_dsraw)
         return u, log_deriv, pullback, lambda: 0.0
 
 
 class AdditiveTransformer(Transformer):
-    """h(u; θ) = u + t with θ = (t,); volume preserving, log h′ = 0 (NICE)."""
+    """h(u; θ) = u + t with θ = (t,); volume preserving, log h′ = 0 (NICE).
 
-    n_params = 1
+    Blocks: ``shift`` () = t.
+    """
+
+    blocks = (("shift", ()),)
 
     def forward_vjp(self, u, theta):
-        y = u + theta[..., 0]
+        y = check_finite(u + self.split_params(theta)["shift"], "y = u + t", u, "u")
 
         def pullback(grad_y, grad_log_deriv):
-            return grad_y, grad_y[..., None]
+            return grad_y, self.join_params({"shift": grad_y})
 
         return y, np.zeros_like(u), pullback
 
     def _solve(self, y, theta):
-        return y - theta[..., 0]
+        return check_finite(y - self.split_params(theta)["shift"], "u = y − t", y, "y")
 
     def _inverse_parts(self, y, theta):
         u, log_deriv, pullback, _ = super()._inverse_parts(y, theta)

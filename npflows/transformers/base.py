@@ -9,6 +9,12 @@ Shapes: ``u`` and ``y`` are (N, D); ``theta`` is (N, D, P) with P = ``n_params``
 coordinate (a broadcast view is fine); ``log_deriv`` is (N, D), the elementwise log|∂y/∂u| (forward)
 or log|∂u/∂y| (inverse). The pullback maps (grad_y, grad_log_deriv) to (grad_u, grad_theta).
 
+θ's layout is declared, not written in prose: ``blocks`` lists the raw parameter blocks as
+(name, shape) pairs in the order they are packed along θ's last axis (the RQ spline's is
+``(("widths", (K,)), ("heights", (K,)), ("derivatives", (K − 1,)))``), ``n_params`` is the sum of
+their sizes, and :meth:`Transformer.split_params` / :meth:`Transformer.join_params` cut θ into its
+named blocks and pack their gradients back, so no transformer slices θ by hand.
+
 A subclass implements ``forward_vjp`` and ``_solve`` (u from y). The inverse's log-derivative and
 pullback then follow from the forward ones by the implicit function theorem (derived in
 :meth:`Transformer.inverse_vjp`), so each map's derivative is written once. Where the solve can
@@ -17,13 +23,65 @@ share work with the forward pass, a subclass overrides ``_inverse_parts`` instea
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+Block = tuple[str, tuple[int, ...]]
 
 
 class Transformer:
-    """Base class of elementwise monotone maps y = h(u; θ)."""
+    """Base class of elementwise monotone maps y = h(u; θ).
 
-    n_params: int = 0
+    Attributes:
+        blocks: the raw parameter blocks per coordinate, (name, shape) pairs in packing order;
+            empty for a map without parameters.
+    """
+
+    blocks: tuple[Block, ...] = ()
+
+    @property
+    def n_params(self) -> int:
+        """P, the number of raw parameters per coordinate: the sizes of ``blocks`` added up."""
+        return sum(math.prod(shape) for _, shape in self.blocks)
+
+    def describe_blocks(self) -> str:
+        """The layout of θ in words, e.g. ``"widths (8,) + heights (8,) + derivatives (7,)"``."""
+        return " + ".join(f"{name} {shape}" for name, shape in self.blocks) or "no parameters"
+
+    def split_params(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        """θ (..., P) cut into its named blocks, each a view of shape (..., *shape).
+
+        Raises ValueError when θ's last axis is not P long or θ holds a NaN or inf: a conditioner
+        whose network overflowed (on inputs far outside the range in docs/ranges.md) is refused
+        here rather than turned into silent NaN outputs.
+        """
+        theta = np.asarray(theta)
+        if theta.shape[-1:] != (self.n_params,):
+            raise ValueError(
+                f"theta of {self!r} must have {self.n_params} raw numbers per coordinate "
+                f"({self.describe_blocks()}), got shape {theta.shape}"
+            )
+        if not np.isfinite(theta).all():
+            raise ValueError(
+                f"theta of {self!r} has NaN or inf values: the parameters, or the conditioner "
+                "that computes them, overflowed (inputs too large, see docs/ranges.md)"
+            )
+        parts, start = {}, 0
+        for name, shape in self.blocks:
+            size = math.prod(shape)
+            parts[name] = theta[..., start : start + size].reshape(theta.shape[:-1] + shape)
+            start += size
+        return parts
+
+    def join_params(self, parts: dict[str, np.ndarray]) -> np.ndarray:
+        """The inverse of :meth:`split_params`: blocks (..., *shape) packed into θ (..., P)."""
+        flat = []
+        for name, shape in self.blocks:
+            part = parts[name]
+            lead = part.shape[: part.ndim - len(shape)]
+            flat.append(part.reshape(lead + (math.prod(shape),)))
+        return np.concatenate(flat, axis=-1)
 
     def identity_params(self) -> np.ndarray:
         """Raw θ of shape (P,) for which h is the identity (or as near as the family allows)."""

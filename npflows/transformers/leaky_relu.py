@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_finite, positive_finite
 from .base import Transformer
 
 
 class LeakyReLUTransformer(Transformer):
     """h(u) = u for u ≥ 0, α u for u < 0, with fixed α > 0; log h′(u) = log α for u < 0, else 0.
 
-    No parameters (P = 0). The derivative jumps at u = 0, where we take the right branch.
+    No parameters (P = 0, no blocks). The derivative jumps at u = 0, where we take the right branch.
+    With α > 1 the forward map, with α < 1 its inverse, can overflow for |u| near the largest
+    float; that is refused with a ValueError.
     """
 
-    n_params = 0
-
     def __init__(self, alpha: float = 0.1):
-        if not (np.isfinite(alpha) and alpha > 0):
-            raise ValueError(f"alpha must be a positive finite number, got {alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = positive_finite(alpha, "alpha")
 
     def get_config(self) -> dict:
         return {"alpha": self.alpha}
@@ -26,7 +25,7 @@ class LeakyReLUTransformer(Transformer):
     def forward_vjp(self, u, theta):
         negative = u < 0
         slope = np.where(negative, self.alpha, 1.0)
-        y = slope * u
+        y = check_finite(slope * u, "y = α u", u, "u")
         log_deriv = np.where(negative, np.log(self.alpha), 0.0)
 
         def pullback(grad_y, grad_log_deriv):
@@ -36,4 +35,4 @@ class LeakyReLUTransformer(Transformer):
         return y, log_deriv, pullback
 
     def _solve(self, y, theta):
-        return np.where(y < 0, y / self.alpha, y)
+        return check_finite(np.where(y < 0, y / self.alpha, y), "u = y / α", y, "y")

@@ -7,16 +7,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._math import log_softmax, softmax_vjp, take
+from ._checks import in_open_interval, positive_finite, positive_int
+from ._math import softmax, softmax_vjp, take
 from .base import Transformer
 
 
 class PiecewiseLinearTransformer(Transformer):
-    """A monotone piecewise-linear map with K equal-width bins; bin masses φ = softmax(θ), θ ∈ ℝᴷ raw.
+    """A monotone piecewise-linear map with K equal-width bins and bin masses φ ≥ m.
+
+    Blocks: ``masses`` (K,) = θ, raw. The masses are
+        φ = m + (1 − m K) softmax(θ),   so   m ≤ φ_k ≤ 1 − (K − 1) m  and  Σ_k φ_k = 1,
+    with m = ``min_mass`` (default 1e-3, as the RQ spline's minimum width and height). The minimum
+    keeps the map a bijection in floating point: without it a bin whose mass underflows below an
+    ulp of 1 (θ_k 40 below the others) is flat, and forward then sends whole bins onto one value.
 
     ``bound=None``: the map of [0, 1] onto itself. With b = ⌊K h⌋ (0-based, clipped to K − 1),
-        f(h) = Σ_{k<b} φ_k + (K h − b) φ_b,    f′(h) = K φ_b,    log f′ = log K + log φ_b.
-    Inputs outside [0, 1] are refused (``check_domain`` / ``check_range`` raise ValueError).
+        f(h) = Σ_{k<b} φ_k + (K h − b) φ_b,    f′(h) = K φ_b,    log f′ = log K + log φ_b,
+    so K m ≤ f′ ≤ K (1 − (K − 1) m). Inputs outside [0, 1] are refused (``check_domain`` /
+    ``check_range`` raise ValueError).
 
     ``bound=B``: the same map rescaled to [−B, B] and the identity outside:
         h′ = (h + B)/(2B),  y = −B + 2B f(h′),  dy/dh = f′(h′) = K φ_b  for |h| ≤ B;  y = h outside.
@@ -28,21 +36,19 @@ class PiecewiseLinearTransformer(Transformer):
     Args:
         bins: K ≥ 1.
         bound: None for [0, 1], or B > 0 for the rescaled map on [−B, B].
+        min_mass: m in (0, 1/K).
     """
 
-    def __init__(self, bins: int = 5, bound: float | None = None):
-        if int(bins) != bins or bins < 1:
-            raise ValueError(f"bins must be a positive integer, got {bins!r}")
-        if bound is not None and not (np.isfinite(bound) and bound > 0):
-            raise ValueError(f"bound must be None or a positive finite number, got {bound!r}")
-        self.bins = int(bins)
-        self.bound = None if bound is None else float(bound)
-        self.n_params = self.bins
+    def __init__(self, bins: int = 5, bound: float | None = None, *, min_mass: float = 1e-3):
+        self.bins = positive_int(bins, "bins")
+        self.bound = positive_finite(bound, "bound", none_ok=True)
+        self.min_mass = in_open_interval(min_mass, "min_mass", 0.0, 1.0 / self.bins)
+        self.blocks = (("masses", (self.bins,)),)
         # The spline lives on [lo, lo + width]; bound=None is [0, 1], where nothing lies outside.
         self._lo, self._width = (0.0, 1.0) if bound is None else (-self.bound, 2.0 * self.bound)
 
     def get_config(self) -> dict:
-        return {"bins": self.bins, "bound": self.bound}
+        return {"bins": self.bins, "bound": self.bound, "min_mass": self.min_mass}
 
     def _check_unit(self, v, name):
         if self.bound is None:
@@ -60,12 +66,14 @@ class PiecewiseLinearTransformer(Transformer):
         self._check_unit(y, name)
 
     def _masses(self, theta):
-        """log φ, φ and the cumulative sums C_0 = 0, C_k = Σ_{j<k} φ_j, C_K = 1 exactly: (…, K + 1)."""
-        log_phi = log_softmax(theta)
-        phi = np.exp(log_phi)
+        """p = softmax(θ), the masses φ = m + (1 − m K) p, and the cumulative sums C_0 = 0,
+        C_k = Σ_{j<k} φ_j, C_K = 1 exactly, of shape (…, K + 1)."""
+        raw = self.split_params(theta)["masses"]
+        p = softmax(raw)
+        phi = self.min_mass + (1.0 - self.min_mass * self.bins) * p
         cum = np.concatenate([np.zeros(phi.shape[:-1] + (1,)), np.cumsum(phi, axis=-1)], axis=-1)
         cum[..., -1] = 1.0  # so the map ends exactly at 1 whatever the rounding of the sum
-        return log_phi, phi, cum
+        return p, phi, cum
 
     def _inside(self, v):
         """Which entries lie on the spline's interval, and v clipped into it, scaled to [0, 1]."""
@@ -74,27 +82,30 @@ class PiecewiseLinearTransformer(Transformer):
 
     def forward_vjp(self, u, theta):
         K = self.bins
-        log_phi, phi, cum = self._masses(theta)  # (N, D, K), (N, D, K), (N, D, K + 1)
+        p, phi, cum = self._masses(theta)  # (N, D, K), (N, D, K), (N, D, K + 1)
         inside, h = self._inside(u)  # tails are evaluated at the clipped value, then discarded
         b = np.minimum(np.floor(K * h), K - 1).astype(np.intp)[..., None]  # bin, (N, D, 1)
         frac = K * h - b[..., 0]  # position in the bin, in [0, 1]
         phi_b = take(phi, b)
-        # Rounding can leave f an ulp above 1 at h = 1, which the inverse would then refuse.
-        f = np.minimum(take(cum, b) + frac * phi_b, 1.0)
+        # Rounding can leave C_b + φ_b an ulp off 1 at h = 1 (the inverse would refuse one above 1):
+        # the last knot is set to 1 exactly, as C_K is, and nothing else can exceed it.
+        f = np.where(h == 1.0, 1.0, np.minimum(take(cum, b) + frac * phi_b, 1.0))
         y = np.where(inside, self._lo + self._width * f, u)
-        log_deriv = np.where(inside, np.log(K) + take(log_phi, b), 0.0)
+        log_deriv = np.where(inside, np.log(K * phi_b), 0.0)  # φ_b ≥ m > 0
 
         def pullback(grad_y, grad_log_deriv):
             g_y = np.where(inside, grad_y, 0.0)
             g_l = np.where(inside, grad_log_deriv, 0.0)
             grad_u = np.where(inside, grad_y * K * phi_b, grad_y)  # dy/du = K φ_b inside, 1 outside
-            # y = lo + width Σ_k a_k φ_k with a_k = 1 (k < b), frac (k = b), 0 (k > b).
+            # y = lo + width Σ_k a_k φ_k with a_k = 1 (k < b), frac (k = b), 0 (k > b), and
+            # log-deriv = log K + log φ_b: ∂L/∂φ_k = width g_y a_k + [k = b] g_ℓ / φ_b. Then
+            # φ = m + (1 − m K) p gives ∂L/∂p = (1 − m K) ∂L/∂φ, and p = softmax(θ) its pullback.
             k = np.arange(K)
-            a = (k < b) + (k == b) * frac[..., None]
-            grad_theta = softmax_vjp(phi, (self._width * g_y)[..., None] * a)
-            # log-deriv = log K + log φ_b: ∂/∂θ_j = [j = b] − φ_j.
-            grad_theta += g_l[..., None] * ((k == b) - phi)
-            return grad_u, grad_theta
+            on_b = k == b
+            grad_phi = (self._width * g_y)[..., None] * ((k < b) + on_b * frac[..., None])
+            grad_phi += on_b * (g_l / phi_b)[..., None]
+            grad_theta = softmax_vjp(p, (1.0 - self.min_mass * K) * grad_phi)
+            return grad_u, self.join_params({"masses": grad_theta})
 
         return y, log_deriv, pullback
 
@@ -104,8 +115,6 @@ class PiecewiseLinearTransformer(Transformer):
         inside, f = self._inside(y)
         # b = #{k = 1 … K−1 : C_k ≤ f}, i.e. C_b ≤ f < C_{b+1} (searchsorted, side="right").
         b = (f[..., None] >= cum[..., 1:K]).sum(axis=-1)[..., None]
-        phi_b = take(phi, b)
-        # A bin whose mass underflowed to 0 has no interior; send its (empty) range to its left edge.
-        frac = np.divide(f - take(cum, b), phi_b, out=np.zeros_like(f), where=phi_b > 0)
+        frac = (f - take(cum, b)) / take(phi, b)  # φ_b ≥ m > 0
         h = (b[..., 0] + np.clip(frac, 0.0, 1.0)) / K
         return np.where(inside, self._lo + self._width * h, y)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import in_open_interval, positive_finite, positive_int
 from ._math import softmax_vjp
 from .base import Transformer
 
@@ -27,10 +28,22 @@ def _cumsum_bins(a, out=None):
     return out
 
 
+def _softmax_bins(a):
+    """softmax over axis 1 of (2, K, M), its sum added one bin at a time, in order. numpy's own
+    sum over axis 1 does that for M ≥ 2 but sums pairwise for M = 1, so a coordinate's knots would
+    depend on how many rows came with it; this way every row gets the same bits in any batch."""
+    shifted = np.exp(a - a.max(axis=1, keepdims=True))
+    total = shifted[:, 0].copy()
+    for k in range(1, a.shape[1]):
+        total += shifted[:, k]
+    return shifted / total[:, None]
+
+
 class RQSplineTransformer(Transformer):
     """Monotone rational-quadratic spline on [−B, B] with K bins, the identity outside.
 
-    Raw θ = [θ_w (K), θ_h (K), θ_d (K − 1)], P = 3K − 1, constrained as
+    Blocks: ``widths`` (K,) = θ_w, ``heights`` (K,) = θ_h, ``derivatives`` (K − 1,) = θ_d, packed
+    in that order, P = 3K − 1 (nflows' unnormalized widths, heights and derivatives). Constrained as
         widths  w = m_w + (1 − m_w K) softmax(θ_w),   x_0 = −B, x_k = −B + 2B Σ_{j<k} w_j, x_K = B;
         heights the same from θ_h with m_h, giving y_0 = −B < … < y_K = B;
         slopes  δ_k = m_d + softplus(θ_d,k) for k = 1 … K−1, δ_0 = δ_K = 1.
@@ -39,16 +52,28 @@ class RQSplineTransformer(Transformer):
         y = y_k + (y_{k+1} − y_k)[s_k ξ² + δ_k ξ(1 − ξ)] / [s_k + (δ_{k+1} + δ_k − 2 s_k) ξ(1 − ξ)],
         dy/du = s_k² [δ_{k+1} ξ² + 2 s_k ξ(1 − ξ) + δ_k (1 − ξ)²] / [s_k + (δ_{k+1} + δ_k − 2 s_k) ξ(1 − ξ)]².
     Outside [−B, B], y = u with log-derivative 0; since δ_0 = δ_K = 1 the derivative is continuous.
+
+    Inverse: y is clipped to [−B, B] before the bin search; in bin k, with r = y − y_k,
+    h = y_{k+1} − y_k and Δ = δ_{k+1} + δ_k − 2 s_k, ξ solves a ξ² + b ξ + c = 0 with
+    a = h (s_k − δ_k) + r Δ, b = h δ_k − r Δ, c = −s_k r (so c ≤ 0 < a + b = h s_k). The root is
+    taken without cancellation, ξ = 2c / (−b − √disc) for b ≥ 0 and ξ = (−b + √disc) / (2a) for b < 0
+    (then a > 0), with disc = max(b² − 4ac, 0), and ξ is clipped to [0, 1]: no NaN from rounding.
+    In the bin's upper half the same formulas are applied from the top (the mirrored bin), 1 − ξ
+    is solved for as well, and the log-derivative is evaluated at the root's ξ rather than at u
+    rounded to a float (see :meth:`_solve_in_bin`); the results are the same numbers to the last
+    few digits, with forward(inverse(y)) − y within 8 ulp of B times max(1, dy/du).
+
     ``forward`` equals nflows' function with inverse=False on the same raw numbers (tails="linear",
-    tail_bound=B, same minima), ``inverse`` with inverse=True; torch's softplus returns θ itself for
-    θ > 20, which differs from log(1 + e^θ) by less than e⁻²⁰.
+    tail_bound=B, same minima), ``inverse`` with inverse=True to the last digits (nflows takes
+    2c / (−b − √disc) for every b); torch's softplus returns θ itself for θ > 20, which differs
+    from log(1 + e^θ) by less than e⁻²⁰.
 
     Identity: θ_w = θ_h = 0 (uniform bins) and θ_d = log(exp(1 − m_d) − 1) (δ = 1).
 
     Args:
         bins: K ≥ 1.
         bound: B > 0, the tail bound.
-        min_width, min_height: m_w, m_h > 0 with m K < 1. min_derivative: m_d in (0, 1).
+        min_width, min_height: m_w, m_h in (0, 1/K). min_derivative: m_d in (0, 1).
     """
 
     def __init__(
@@ -59,20 +84,14 @@ class RQSplineTransformer(Transformer):
         min_height: float = 1e-3,
         min_derivative: float = 1e-3,
     ):
-        if int(bins) != bins or bins < 1:
-            raise ValueError(f"bins must be a positive integer, got {bins!r}")
-        if not (np.isfinite(bound) and bound > 0):
-            raise ValueError(f"bound must be a positive finite number, got {bound!r}")
-        for name, m in (("min_width", min_width), ("min_height", min_height)):
-            if not (0 < m and m * bins < 1):
-                raise ValueError(f"{name} must lie in (0, 1/bins) = (0, {1 / bins:g}), got {m!r}")
-        if not (0 < min_derivative < 1):
-            raise ValueError(f"min_derivative must lie in (0, 1), got {min_derivative!r}")
-        self.bins, self.bound = int(bins), float(bound)
-        self.min_width, self.min_height = float(min_width), float(min_height)
-        self.min_derivative = float(min_derivative)
-        self.n_params = 3 * self.bins - 1
-        self._min_wh = np.array([min_width, min_height], dtype=float).reshape(2, 1, 1)
+        self.bins = positive_int(bins, "bins")
+        self.bound = positive_finite(bound, "bound")
+        self.min_width = in_open_interval(min_width, "min_width", 0.0, 1.0 / self.bins)
+        self.min_height = in_open_interval(min_height, "min_height", 0.0, 1.0 / self.bins)
+        self.min_derivative = in_open_interval(min_derivative, "min_derivative", 0.0, 1.0)
+        K = self.bins
+        self.blocks = (("widths", (K,)), ("heights", (K,)), ("derivatives", (K - 1,)))
+        self._min_wh = np.array([self.min_width, self.min_height]).reshape(2, 1, 1)
 
     def get_config(self) -> dict:
         return {
@@ -85,7 +104,13 @@ class RQSplineTransformer(Transformer):
 
     def identity_params(self) -> np.ndarray:
         slope = np.log(np.expm1(1.0 - self.min_derivative))  # softplus⁻¹(1 − m_d), so δ = 1
-        return np.concatenate([np.zeros(2 * self.bins), np.full(self.bins - 1, slope)])
+        return self.join_params(
+            {
+                "widths": np.zeros(self.bins),
+                "heights": np.zeros(self.bins),
+                "derivatives": np.full(self.bins - 1, slope),
+            }
+        )
 
     def _spline(self, theta):
         """The knots (3, K + 1, M): x_k, y_k and δ_k for k = 0 … K, and their pullback.
@@ -96,13 +121,18 @@ class RQSplineTransformer(Transformer):
         and δ_k = m_d + softplus(θ_d,k) (k = 1 … K−1), δ_0 = δ_K = 1.
         """
         K, B = self.bins, self.bound
-        raw = np.ascontiguousarray(theta.reshape(-1, theta.shape[-1]).T)  # (P, M), bin-major
-        raw_wh = raw[: 2 * K].reshape(2, K, -1)
-        raw_d = raw[2 * K :]
+        blocks = self.split_params(theta)
+
+        def bin_major(name):  # (N, D, n) -> (n, M)
+            return blocks[name].reshape(-1, blocks[name].shape[-1]).T
+
+        # C-ordered copies, so that the sums over bins below add whole rows of coordinates
+        raw_wh = np.empty((2, K, theta.size // theta.shape[-1]), dtype=theta.dtype)
+        raw_wh[0], raw_wh[1] = bin_major("widths"), bin_major("heights")
+        raw_d = np.ascontiguousarray(bin_major("derivatives"))  # (K − 1, M)
         m = self._min_wh.astype(theta.dtype, copy=False)
-        e = np.exp(raw_wh - raw_wh.max(axis=1, keepdims=True))
-        phi = e / e.sum(axis=1, keepdims=True)
-        knots = np.empty((3, K + 1, raw.shape[1]), dtype=theta.dtype)
+        phi = _softmax_bins(raw_wh)
+        knots = np.empty((3, K + 1, raw_wh.shape[2]), dtype=theta.dtype)
         knots[:2, 0], knots[:2, K], knots[2, 0], knots[2, K] = -B, B, 1.0, 1.0
         inner = knots[:2, 1:K]  # a view: the cumulative sum and scaling are written in place
         _cumsum_bins(m + (1.0 - m * K) * phi[:, :-1], out=inner)
@@ -119,54 +149,86 @@ class RQSplineTransformer(Transformer):
             # reversed cumulative sum of the interior gradients, shifted by one, ∂L/∂w_{K−1} = 0.
             grad_w = np.zeros_like(phi)
             grad_w[:, :-1] = _cumsum_bins(grad_knots[:2, K - 1 : 0 : -1])[:, ::-1]
-            grad_raw = np.empty_like(raw)
-            grad_raw[: 2 * K] = softmax_vjp(phi, 2.0 * B * (1.0 - m * K) * grad_w, axis=1).reshape(
-                2 * K, -1
+            grad_wh = softmax_vjp(phi, 2.0 * B * (1.0 - m * K) * grad_w, axis=1)  # (2, K, M)
+            sigma = np.where(raw_d >= 0, 1.0, e_d) / (1.0 + e_d)  # softplus′(θ_d)
+            grad_d = grad_knots[2, 1:K] * sigma
+
+            def coordinate_major(grad, name):  # (n, M) -> (N, D, n)
+                return grad.T.reshape(blocks[name].shape)
+
+            return self.join_params(
+                {
+                    "widths": coordinate_major(grad_wh[0], "widths"),
+                    "heights": coordinate_major(grad_wh[1], "heights"),
+                    "derivatives": coordinate_major(grad_d, "derivatives"),
+                }
             )
-            sigma = np.where(raw_d >= 0, 1.0, e_d) / (1.0 + e_d)
-            grad_raw[2 * K :] = grad_knots[2, 1:K] * sigma
-            return grad_raw.T.reshape(theta.shape)
 
         return knots, pullback
 
-    def _bin(self, v, knots):
-        """Clipped v (M,), and where each entry's bin k and k + 1 sit in a raveled (K + 1, M) array,
-        (2, M); k is the number of interior knots ≤ v, so ±B are inside."""
+    def _bin(self, v, knots, row):
+        """The bin of each entry of v (M,) by the knots ``knots[row]`` (0: x, 1: y), and its ends.
+
+        Returns v clipped to [−B, B]; where bins k and k + 1 sit in a raveled (K + 1, M) array,
+        (2, M), k being the number of interior knots ≤ v (so ±B are inside); and the bin's
+        x_lo, x_hi, y_lo, y_hi, δ_lo, δ_hi, width w, height h and secant slope s, each (M,).
+        """
         vc = v.clip(-self.bound, self.bound)
-        k = (vc >= knots[1 : self.bins]).sum(axis=0)
+        k = (vc >= knots[row, 1 : self.bins]).sum(axis=0)
         at = k * len(k) + np.arange(len(k))
-        return vc, np.stack([at, at + len(k)])
+        ends = np.stack([at, at + len(k)])
+        # 1. the bin's ends and slopes, gathered at once: (x, y, δ) × (lo, hi), each (M,)
+        (x_lo, x_hi), (y_lo, y_hi), (d_lo, d_hi) = np.take(knots.reshape(3, -1), ends, axis=1)
+        # 2. bin width and height
+        width = x_hi - x_lo
+        height = y_hi - y_lo
+        # 3. secant slope s
+        slope = height / width
+        return vc, ends, (x_lo, x_hi, y_lo, y_hi, d_lo, d_hi, width, height, slope)
 
     def _forward(self, u, knots, knots_pullback):
         """``forward_vjp`` on the knots of :meth:`_spline`, with ℓ_u for :meth:`_inverse_parts`."""
         shape, u = u.shape, u.reshape(-1)  # (M,)
+        uc, ends, bin_ = self._bin(u, knots, 0)  # tails are evaluated at ±B, then discarded
+        x_lo, x_hi, width = bin_[0], bin_[1], bin_[6]
+        # 4. position ξ in the bin and 1 − ξ, both in [0, 1] (rounding is monotone, so they cannot
+        #    leave it). 1 − ξ is computed from the upper end, not as 1 − ξ: near ξ = 1 that would
+        #    lose digits (relative error ε/(1 − ξ)), which a small s_k amplifies in the log-derivative.
+        xi = (uc - x_lo) / width
+        one_minus_xi = (x_hi - uc) / width
         inside = np.abs(u) <= self.bound
-        uc, ends = self._bin(u, knots[0])  # tails are evaluated at ±B, then discarded
-        # 1. the bin's ends and slopes, gathered at once: (x, y, δ) × (lo, hi), each (M,)
-        (x_lo, x_hi), (y_lo, y_hi), (d_lo, d_hi) = np.take(knots.reshape(3, -1), ends, axis=1)
-        # 2. bin width and height
-        w = x_hi - x_lo
-        h = y_hi - y_lo
-        # 3. secant slope
-        s = h / w
-        # 4. position in the bin, in [0, 1] (rounding is monotone, so it cannot leave [0, 1])
-        xi = (uc - x_lo) / w
-        # 5.
-        one_m_xi = 1.0 - xi
-        t = xi * one_m_xi
+        return self._evaluate(u, inside, shape, ends, bin_, xi, one_minus_xi, knots, knots_pullback)
+
+    @staticmethod
+    def _evaluate(u, inside, shape, ends, bin_, xi, one_minus_xi, knots, knots_pullback):
+        """Steps 5–10 of the forward map at ξ in each entry's bin, and the pullback of 1–10.
+
+        u (M,) is the map's input, the identity where ``inside`` is False. The inverse passes its
+        solution with the ξ and 1 − ξ of its root, so that the log-derivative is the one at the
+        exact solution rather than at u rounded to a float (which costs digits in narrow bins).
+        """
+        x_lo, x_hi, y_lo, y_hi, d_lo, d_hi, width, height, slope = bin_
+        # 5. the products of ξ the formulas use: ξ(1 − ξ), ξ²
+        xi_one_minus_xi = xi * one_minus_xi
         xi2 = xi * xi
-        # 6. numerator and 7. denominator of the rational quadratic
-        Nm = s * xi2 + d_lo * t
-        Delta = d_hi + d_lo - 2.0 * s
-        Dn = s + Delta * t
-        # 8. output
-        q = Nm / Dn
-        y_in = y_lo + h * q
-        # 9. derivative numerator: dy/du = s² E / Dn², all three positive
-        one_m_xi2 = one_m_xi * one_m_xi
-        E = d_hi * xi2 + 2.0 * s * t + d_lo * one_m_xi2
-        # 10. log-derivative ℓ = 2 log s + log E − 2 log Dn, taken as one log
-        ell = np.log(s * s * E / (Dn * Dn))
+        # 6. numerator s ξ² + δ_lo ξ(1 − ξ)
+        numerator = slope * xi2 + d_lo * xi_one_minus_xi
+        # 7. denominator s + Δ ξ(1 − ξ), with Δ = δ_hi + δ_lo − 2 s
+        slope_gap = d_hi + d_lo - 2.0 * slope
+        denominator = slope + slope_gap * xi_one_minus_xi
+        # 8. output y = y_lo + h q, q = numerator / denominator
+        #    In the bin's upper half it is taken from the top, y = y_hi − h (1 − q) with the mirror
+        #    image 1 − q = [s (1 − ξ)² + δ_hi ξ(1 − ξ)] / denominator: the same number, but the
+        #    rounding of h (1 − q) is then that of a short step, not of one the bin's height long.
+        fraction = numerator / denominator
+        one_minus_xi2 = one_minus_xi * one_minus_xi
+        from_top = y_hi - height * ((slope * one_minus_xi2 + d_hi * xi_one_minus_xi) / denominator)
+        y_in = np.where(one_minus_xi < xi, from_top, y_lo + height * fraction)
+        # 9. derivative numerator: dy/du = s² E / denominator², all three positive, with
+        #    E = δ_hi ξ² + 2 s ξ(1 − ξ) + δ_lo (1 − ξ)²
+        derivative_numerator = d_hi * xi2 + 2.0 * slope * xi_one_minus_xi + d_lo * one_minus_xi2
+        # 10. log-derivative ℓ = 2 log s + log E − 2 log denominator, taken as one log
+        ell = np.log(slope * slope * derivative_numerator / (denominator * denominator))
         y = np.where(inside, y_in, u).reshape(shape)
         log_deriv = np.where(inside, ell, 0.0).reshape(shape)
 
@@ -174,50 +236,64 @@ class RQSplineTransformer(Transformer):
             grad_y = grad_y.reshape(-1)
             g_y = np.where(inside, grad_y, 0.0)
             g_ell = np.where(inside, grad_log_deriv.reshape(-1), 0.0)
-            # 10. ell = 2 log s + log E − 2 log Dn
-            g_s = 2.0 * g_ell / s
-            g_E = g_ell / E
-            g_Dn = -2.0 * g_ell / Dn
-            # 9. E = d_hi ξ² + 2 s t + d_lo (1 − ξ)²
-            g_dhi = g_E * xi2
-            g_dlo = g_E * one_m_xi2
-            g_xi = 2.0 * g_E * (d_hi * xi - d_lo * one_m_xi)
-            g_s += 2.0 * g_E * t
-            g_t = 2.0 * g_E * s
-            # 8. y = y_lo + h q, q = Nm / Dn
-            g_ylo = g_y
-            g_h = g_y * q
-            g_Nm = g_y * h / Dn
-            g_Dn -= g_Nm * q
-            # 7. Dn = s + Δ t, Δ = d_hi + d_lo − 2 s
-            g_s += g_Dn * (1.0 - 2.0 * t)
-            g_dhi += g_Dn * t
-            g_t += g_Dn * Delta
-            # 6. Nm = s ξ² + d_lo t (and 7.'s d_lo term)
-            g_s += g_Nm * xi2
-            g_xi += 2.0 * g_Nm * s * xi
-            g_dlo += (g_Dn + g_Nm) * t
-            g_t += g_Nm * d_lo
-            # 5. t = ξ (1 − ξ)
-            g_xi += g_t * (1.0 - 2.0 * xi)
+            # 10. ℓ = 2 log s + log E − 2 log denominator
+            grad_slope = 2.0 * g_ell / slope
+            grad_derivative_numerator = g_ell / derivative_numerator
+            grad_denominator = -2.0 * g_ell / denominator
+            # 9. E = δ_hi ξ² + 2 s ξ(1 − ξ) + δ_lo (1 − ξ)²
+            grad_d_hi = grad_derivative_numerator * xi2
+            grad_d_lo = grad_derivative_numerator * one_minus_xi2
+            grad_xi = 2.0 * grad_derivative_numerator * (d_hi * xi - d_lo * one_minus_xi)
+            grad_slope += 2.0 * grad_derivative_numerator * xi_one_minus_xi
+            grad_xi_one_minus_xi = 2.0 * grad_derivative_numerator * slope
+            # 8. y = y_lo + h q, q = numerator / denominator (the form from the top is the same
+            #    function of the same numbers, so it has the same pullback)
+            grad_y_lo = g_y
+            grad_height = g_y * fraction
+            grad_numerator = g_y * height / denominator
+            grad_denominator -= grad_numerator * fraction
+            # 7. denominator = s + Δ ξ(1 − ξ), Δ = δ_hi + δ_lo − 2 s
+            grad_slope += grad_denominator * (1.0 - 2.0 * xi_one_minus_xi)
+            grad_d_hi += grad_denominator * xi_one_minus_xi
+            grad_xi_one_minus_xi += grad_denominator * slope_gap
+            # 6. numerator = s ξ² + δ_lo ξ(1 − ξ) (with 7.'s δ_lo term: both multiply ξ(1 − ξ))
+            grad_slope += grad_numerator * xi2
+            grad_xi += 2.0 * grad_numerator * slope * xi
+            grad_d_lo += (grad_denominator + grad_numerator) * xi_one_minus_xi
+            grad_xi_one_minus_xi += grad_numerator * d_lo
+            # 5. ξ(1 − ξ) (ξ² and (1 − ξ)² were taken into 9.'s grad_xi directly)
+            grad_xi += grad_xi_one_minus_xi * (1.0 - 2.0 * xi)
             # 4. ξ = (u − x_lo) / w
-            g_u = g_xi / w
-            g_w = -g_u * xi
+            grad_u = grad_xi / width
+            grad_width = -grad_u * xi
             # 3. s = h / w
-            g_h += g_s / w
-            g_w -= g_s * s / w
-            # 2. w = x_hi − x_lo, h = y_hi − y_lo;  1. scattered back into the knot arrays
-            grad_ends = np.stack([-g_u - g_w, g_w, g_ylo - g_h, g_h, g_dlo, g_dhi])
+            grad_height += grad_slope / width
+            grad_width -= grad_slope * slope / width
+            # 2. w = x_hi − x_lo, h = y_hi − y_lo, and 1. scattered back into the knot arrays
+            grad_ends = np.stack(
+                [
+                    -grad_u - grad_width,
+                    grad_width,
+                    grad_y_lo - grad_height,
+                    grad_height,
+                    grad_d_lo,
+                    grad_d_hi,
+                ]
+            )
             grad_knots = np.zeros_like(knots)
             grad_knots.reshape(3, -1)[:, ends] = grad_ends.reshape(3, *ends.shape)
-            return np.where(inside, g_u, grad_y).reshape(shape), knots_pullback(grad_knots)
+            return np.where(inside, grad_u, grad_y).reshape(shape), knots_pullback(grad_knots)
 
         def dl_du():
-            # ℓ_u = (E′/E − 2 Dn′/Dn) / w with E′ = dE/dξ = 2 (d_hi ξ − d_lo (1 − ξ) + s (1 − 2ξ)) and
-            # Dn′ = Δ (1 − 2ξ); 0 in the tails.
-            one_m_2xi = 1.0 - 2.0 * xi
-            dE = 2.0 * (d_hi * xi - d_lo * one_m_xi + s * one_m_2xi)
-            return np.where(inside, (dE / E - 2.0 * Delta * one_m_2xi / Dn) / w, 0.0).reshape(shape)
+            # ℓ_u = (E′/E − 2 denominator′/denominator) / w, with E′ = dE/dξ =
+            # 2 (δ_hi ξ − δ_lo (1 − ξ) + s (1 − 2ξ)) and denominator′ = Δ (1 − 2ξ); 0 in the tails.
+            one_minus_2xi = 1.0 - 2.0 * xi
+            d_derivative_numerator = 2.0 * (d_hi * xi - d_lo * one_minus_xi + slope * one_minus_2xi)
+            d_log = (
+                d_derivative_numerator / derivative_numerator
+                - 2.0 * slope_gap * one_minus_2xi / denominator
+            )
+            return np.where(inside, d_log / width, 0.0).reshape(shape)
 
         return y, log_deriv, pullback, dl_du
 
@@ -225,27 +301,64 @@ class RQSplineTransformer(Transformer):
         return self._forward(u, *self._spline(theta))[:3]
 
     def _inverse_parts(self, y, theta):
-        spline = self._spline(theta)  # computed once, for the solve and the forward pass at u
-        u = self._solve_on_knots(y, spline[0])
-        return (u, *self._forward(u, *spline)[1:])
-
-    def _solve_on_knots(self, y, knots):
-        """u with h(u) = y, on the knots (3, K + 1, M) of :meth:`_spline`."""
+        knots, knots_pullback = self._spline(theta)  # once, for the solve and the forward at u
         shape, y = y.shape, y.reshape(-1)  # (M,)
+        yc, ends, bin_ = self._bin(y, knots, 1)  # y clipped to [−B, B] before the bin search
+        xi, one_minus_xi = self._solve_in_bin(yc, bin_)
+        x_lo, x_hi, width = bin_[0], bin_[1], bin_[6]
         inside = np.abs(y) <= self.bound
-        yc, ends = self._bin(y, knots[1])
-        (x_lo, x_hi), (y_lo, y_hi), (d_lo, d_hi) = np.take(knots.reshape(3, -1), ends, axis=1)
-        w, h = x_hi - x_lo, y_hi - y_lo
-        s = h / w
-        # r Dn = h Nm with r = y − y_lo is a quadratic a ξ² + b ξ + c = 0 in ξ:
-        #   a = h (s − d_lo) + r Δ,  b = h d_lo − r Δ,  c = −s r,  Δ = d_hi + d_lo − 2s.
-        # Its root in [0, 1] is 2c / (−b − √(b² − 4ac)); c ≤ 0 < a + b = h s keeps the denominator
-        # negative. The discriminant is clamped at 0 and ξ clipped to [0, 1], so rounding gives no NaN.
-        r = yc - y_lo
-        Delta = d_hi + d_lo - 2.0 * s
-        a = h * (s - d_lo) + r * Delta
-        b = h * d_lo - r * Delta
-        c = -s * r
-        disc = np.maximum(b * b - 4.0 * a * c, 0.0)
-        xi = np.clip(2.0 * c / (-b - np.sqrt(disc)), 0.0, 1.0)
-        return np.where(inside, x_lo + xi * w, y).reshape(shape)
+        # u = x_lo + ξ w, or x_hi − (1 − ξ) w in the bin's upper half (the shorter step, less rounding)
+        u_in = np.where(one_minus_xi < xi, x_hi - one_minus_xi * width, x_lo + xi * width)
+        u = np.where(inside, u_in, y)
+        _, log_deriv, pullback, dl_du = self._evaluate(
+            u, inside, shape, ends, bin_, xi, one_minus_xi, knots, knots_pullback
+        )
+        return u.reshape(shape), log_deriv, pullback, dl_du
+
+    @staticmethod
+    def _solve_in_bin(yc, bin_):
+        """ξ and 1 − ξ in [0, 1] with h(x_lo + ξ w) = yc, in each entry's bin.
+
+        rise · denominator = height · numerator, with rise = y − y_lo, is a quadratic
+            a ξ² + b ξ + c = 0,  a = h (s − δ_lo) + rise Δ,  b = h δ_lo − rise Δ,  c = −s rise,
+        Δ = δ_hi + δ_lo − 2s, and c ≤ 0 < a + b = h s. Its root in [0, 1] is taken without
+        cancellation: with q = −(b + sign(b) √disc)/2 (sign(0) = +1), ξ = c/q = 2c/(−b − √disc)
+        when b ≥ 0 (q < 0) and ξ = q/a = (−b + √disc)/(2a) when b < 0 (q > 0 and a > −b > 0);
+        either way −b and ±√disc have the same sign, so nothing cancels.
+
+        Two refinements keep the last digits. (1) In the bin's upper half (fall = y_hi − y < rise)
+        the same equation is solved for τ = 1 − ξ, from the top: the spline mirrored about the
+        bin's centre is a spline of the same form with δ_lo and δ_hi swapped and rise replaced by
+        fall, so a, b, c are the formulas above with (δ_hi, fall): written with the short distance
+        they never subtract two terms of size h Δ that nearly cancel. (2) The distance to the
+        other end, σ = 1 − τ, is solved for too, as the other root of the quadratic in σ =
+        1 − τ, a σ² + b′ σ + c′ = 0 with b′ = −(2a + b) = h (δ − 2s) − near Δ, c′ = a + b + c
+        = s · far ≥ 0 and the same discriminant: σ = q′/a when b′ ≥ 0 and c′/q′ when b′ < 0,
+        q′ = −(b′ + sign(b′) √disc)/2. So both ξ and 1 − ξ keep their relative accuracy, which
+        the log-derivative needs at either end. The discriminant is clamped at 0 and both are
+        clipped to [0, 1], so rounding gives no NaN.
+        """
+        x_lo, x_hi, y_lo, y_hi, d_lo, d_hi, width, height, slope = bin_
+        rise, fall = yc - y_lo, y_hi - yc  # rise + fall = h
+        upper = fall < rise
+        near, far = np.where(upper, fall, rise), np.where(upper, rise, fall)
+        d_near = np.where(upper, d_hi, d_lo)
+        slope_gap = d_hi + d_lo - 2.0 * slope
+        a = height * (slope - d_near) + near * slope_gap
+        b = height * d_near - near * slope_gap
+        c = -slope * near
+        sqrt_discriminant = np.sqrt(np.maximum(b * b - 4.0 * a * c, 0.0))
+        b_nonnegative = b >= 0
+        q = -0.5 * (b + np.where(b_nonnegative, sqrt_discriminant, -sqrt_discriminant))
+        tau = np.where(b_nonnegative, c, q) / np.where(b_nonnegative, q, a)  # from the near end
+        b_mirror = height * (d_near - 2.0 * slope) - near * slope_gap
+        c_mirror = slope * far
+        mirror_nonnegative = b_mirror >= 0
+        q_mirror = -0.5 * (
+            b_mirror + np.where(mirror_nonnegative, sqrt_discriminant, -sqrt_discriminant)
+        )
+        sigma = np.where(mirror_nonnegative, q_mirror, c_mirror) / np.where(
+            mirror_nonnegative, a, q_mirror
+        )
+        tau, sigma = np.clip(tau, 0.0, 1.0), np.clip(sigma, 0.0, 1.0)
+        return np.where(upper, sigma, tau), np.where(upper, tau, sigma)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import finite_real
 from .base import Transformer
 
 
@@ -19,14 +20,16 @@ class SigmoidTransformer(Transformer):
     u = log(y − a) − log(b − a − (y − a)); y must lie strictly inside (a, b).
     In float64, σ(u) rounds to 1 for u > 36.7, so the forward map is only invertible to the last bit
     for |u| below about 36; h′ is computed from u itself, so log-dets stay exact there.
+    No parameters (P = 0, no blocks).
     """
 
-    n_params = 0
-
     def __init__(self, low: float = 0.0, high: float = 1.0):
-        if not (np.isfinite(low) and np.isfinite(high) and low < high):
-            raise ValueError(f"need finite low < high, got low={low!r}, high={high!r}")
-        self.low, self.high = float(low), float(high)
+        low, high = finite_real(low, "low"), finite_real(high, "high")
+        if not (low < high and np.isfinite(high - low)):
+            raise ValueError(
+                f"need low < high with a finite width high − low, got low={low!r}, high={high!r}"
+            )
+        self.low, self.high = low, high
 
     def get_config(self) -> dict:
         return {"low": self.low, "high": self.high}
