@@ -146,6 +146,9 @@ class Layer:
     params: dict
     has_forward_vjp: bool = True
     has_inverse_vjp: bool = True
+    max_abs_input: float | None = None
+    """The largest |entry| the layer accepts (None: any finite value); larger ones are refused
+    with a ValueError naming the first, for layers whose results would otherwise overflow."""
 
     @property
     def event_shape(self) -> tuple[int, ...]:
@@ -210,6 +213,14 @@ class Layer:
     # -- helpers ------------------------------------------------------------------------------------
     def _check(self, h, context, name, shape=None):
         h = check_array(h, self.dim if shape is None else shape, name)
+        if self.max_abs_input is not None and h.dtype == np.float64:  # float32 cannot exceed it
+            big = np.abs(h) > self.max_abs_input
+            if big.any():
+                index = tuple(int(i) for i in np.argwhere(big)[0])
+                raise ValueError(
+                    f"{type(self).__name__} accepts inputs with |entries| ≤ "
+                    f"{self.max_abs_input:g}, but {name}[{', '.join(map(str, index))}] = {h[index]:g}"
+                )
         return h, self._check_context(context, len(h))
 
     def _check_context(self, context, n):

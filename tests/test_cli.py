@@ -343,7 +343,7 @@ def test_diverging_run_keeps_the_previous_good_run(tmp_path, capsys, no_plots):
     args = ["fit", *TINY_MOONS, "--flow", "realnvp", "--lr", "10", "--out", str(out)]
     assert cli.main(args) == 1
     err = error_line(capsys)
-    assert err.startswith("error: training diverged: the training NLL went from")
+    assert err.startswith("error: training diverged: the validation NLL went from")
     assert f"Nothing was written to {out}." in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no leftovers either
 

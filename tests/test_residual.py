@@ -260,9 +260,19 @@ def test_bad_arguments_are_refused():
         {"count_param": 1.5},
         {"spectral_norm": "approx"},
         {"hidden": (0,)},
+        {"hidden": (True,)},
+        {"max_iter": 2.5},
+        {"tol": float("nan")},
+        {"power_vectors": [[1.0]] * 3},
+        {"spectral_norm": "power", "hidden": (2,), "power_vectors": [[0.0, 0.0], [1.0, 0.0]]},
+        {"spectral_norm": "power", "hidden": (2,), "power_vectors": [[1.0, 0.0]]},
     ):
         with pytest.raises(ValueError):
             nf.ResidualBlock(2, **kwargs)
+    for cls in (nf.Planar, nf.Radial, nf.ResidualBlock):
+        for dim in (True, 0, 2.5, "3"):
+            with pytest.raises(ValueError, match="dim must be a positive integer"):
+                cls(dim)
     with pytest.raises(TypeError):
         lipschitz_bound(nf.Planar(2))
 
@@ -293,3 +303,26 @@ def test_huge_inputs_give_finite_results_or_a_clear_error(make):
         assert np.all(np.isfinite(out)) and np.all(np.isfinite(log_det))
         with pytest.raises(ValueError, match=r"\|entries\| ≤ 1e\+150, but .*\[0, 0\] = 1e\+200"):
             method(np.array([[1e200, 0.0, 0.0]]))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["fit", "--data", "moons", "--flow", "resflow", "--layers", "2", "--hidden", "8"],
+        ["fit-density", "--target", "ring", "--flow", "planar", "--layers", "4"],
+        ["fit-density", "--target", "ring", "--flow", "radial", "--layers", "4"],
+        ["fit-density", "--target", "ring", "--flow", "resflow", "--layers", "2", "--hidden", "8"],
+    ],
+    ids=["fit-resflow", "fit-density-planar", "fit-density-radial", "fit-density-resflow"],
+)
+def test_the_command_line_trains_and_saves_residual_flows(args, tmp_path, capsys):
+    from npflows import cli
+
+    budget = ["--epochs", "1", "--n-train", "500"] if args[0] == "fit" else ["--steps", "20"]
+    out = tmp_path / "run"
+    assert cli.main([*args, *budget, "--no-progress", "--out", str(out)]) == 0
+    flow = nf.load(out / "model.npz")
+    kinds = {type(layer).__name__ for layer in flow.layers}
+    assert kinds & {"Planar", "Radial", "ResidualBlock"}
+    x = flow.sample(20, rng=0)
+    assert np.all(np.isfinite(flow.log_prob(x)))

@@ -88,11 +88,10 @@ def fit_command(args: argparse.Namespace) -> int:
         f"{history.best_epoch + 1} of {len(history.val_bits_per_dim)})"
     )
     print("baselines on the same split:")
+    uniform = f"uniform over {levels} levels"
+    print(f"  {uniform:<35} {uniform_bits_per_dim(levels):.4f} bits/dim")
     print(
-        f"  uniform over {levels} levels              {uniform_bits_per_dim(levels):.4f} bits/dim"
-    )
-    print(
-        "  independent categorical per pixel     "
+        f"  {'independent categorical per pixel':<35} "
         f"{categorical_bits_per_dim(train, test, levels):.4f} bits/dim (Laplace-smoothed, fitted "
         "to the training digits)"
     )

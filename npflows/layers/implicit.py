@@ -40,24 +40,3 @@ def implicit_pullback(
         return grad_y, grads
 
     return pullback
-
-
-MAX_ABS_INPUT = 1e150
-"""The largest |entry| the planar, radial and residual layers accept: their squares and products
-with the weights stay finite well beyond it, so every accepted input gives a finite result."""
-
-
-def check_magnitude(h: np.ndarray, name: str, layer: str) -> np.ndarray:
-    """``h`` unchanged if every |entry| ≤ MAX_ABS_INPUT, else a ValueError naming the first.
-
-    (float32 cannot hold MAX_ABS_INPUT; every finite float32 entry is below it.)"""
-    if h.dtype != np.float64:
-        return h
-    big = np.abs(h) > MAX_ABS_INPUT
-    if big.any():
-        row, col = np.argwhere(big)[0]
-        raise ValueError(
-            f"{layer} accepts inputs with |entries| ≤ {MAX_ABS_INPUT:g}, but {name}[{row}, {col}] = "
-            f"{h[row, col]:g}"
-        )
-    return h

@@ -200,12 +200,16 @@ class RQSplineTransformer(Transformer):
         return self._evaluate(u, inside, shape, ends, bin_, xi, one_minus_xi, knots, knots_pullback)
 
     @staticmethod
-    def _evaluate(u, inside, shape, ends, bin_, xi, one_minus_xi, knots, knots_pullback):
+    def _evaluate(
+        u, inside, shape, ends, bin_, xi, one_minus_xi, knots, knots_pullback, y_too=True
+    ):
         """Steps 5–10 of the forward map at ξ in each entry's bin, and the pullback of 1–10.
 
-        u (M,) is the map's input, the identity where ``inside`` is False. The inverse passes its
-        solution with the ξ and 1 − ξ of its root, so that the log-derivative is the one at the
-        exact solution rather than at u rounded to a float (which costs digits in narrow bins).
+        u (M,) is the map's input, the identity where ``inside`` is False; the output y is None
+        unless ``y_too`` (the inverse needs only the log-derivative and the pullback). The
+        inverse passes its solution with the ξ and 1 − ξ of its root, so that the log-derivative
+        is the one at the exact solution rather than at u rounded to a float (which costs digits
+        in narrow bins).
         """
         x_lo, x_hi, y_lo, y_hi, d_lo, d_hi, width, height, slope = bin_
         # 5. the products of ξ the formulas use: ξ(1 − ξ), ξ²
@@ -222,14 +226,16 @@ class RQSplineTransformer(Transformer):
         #    rounding of h (1 − q) is then that of a short step, not of one the bin's height long.
         fraction = numerator / denominator
         one_minus_xi2 = one_minus_xi * one_minus_xi
-        from_top = y_hi - height * ((slope * one_minus_xi2 + d_hi * xi_one_minus_xi) / denominator)
-        y_in = np.where(one_minus_xi < xi, from_top, y_lo + height * fraction)
+        y = None
+        if y_too:
+            top = y_hi - height * ((slope * one_minus_xi2 + d_hi * xi_one_minus_xi) / denominator)
+            y_in = np.where(one_minus_xi < xi, top, y_lo + height * fraction)
+            y = np.where(inside, y_in, u).reshape(shape)
         # 9. derivative numerator: dy/du = s² E / denominator², all three positive, with
         #    E = δ_hi ξ² + 2 s ξ(1 − ξ) + δ_lo (1 − ξ)²
         derivative_numerator = d_hi * xi2 + 2.0 * slope * xi_one_minus_xi + d_lo * one_minus_xi2
         # 10. log-derivative ℓ = 2 log s + log E − 2 log denominator, taken as one log
         ell = np.log(slope * slope * derivative_numerator / (denominator * denominator))
-        y = np.where(inside, y_in, u).reshape(shape)
         log_deriv = np.where(inside, ell, 0.0).reshape(shape)
 
         def pullback(grad_y, grad_log_deriv):
@@ -311,7 +317,7 @@ class RQSplineTransformer(Transformer):
         u_in = np.where(one_minus_xi < xi, x_hi - one_minus_xi * width, x_lo + xi * width)
         u = np.where(inside, u_in, y)
         _, log_deriv, pullback, dl_du = self._evaluate(
-            u, inside, shape, ends, bin_, xi, one_minus_xi, knots, knots_pullback
+            u, inside, shape, ends, bin_, xi, one_minus_xi, knots, knots_pullback, y_too=False
         )
         return u.reshape(shape), log_deriv, pullback, dl_du
 
