@@ -53,9 +53,10 @@ def test_log_prob_and_sampling_map_match_the_library(path):
     assert relative_error(flow.log_prob(data["x"], context=context), data["log_prob"]) <= TOL
     x, log_det = flow.forward(data["z"], context=z_context)
     assert relative_error(x, data["sample"]) <= TOL
-    # The generative log-det is minus the normalizing one at the sample.
+    # The generative log-det is minus the normalizing one at the sample, up to the round trip's
+    # conditioning (nflows' coupling scales reach 1e-3 per layer: 1.6e-8 on nflows_realnvp_float32).
     z_back, log_det_inv = flow.inverse(x, context=z_context)
-    assert relative_error(log_det, -log_det_inv) <= 1e-9
+    assert relative_error(log_det, -log_det_inv) <= 1e-7
     assert np.abs(z_back - data["z"]).max() <= 1e-8 * max(1.0, np.abs(x).max())
 
 
@@ -209,3 +210,15 @@ def test_bad_argument_values_are_refused(kwargs, match):
 def test_arrays_must_be_a_mapping():
     with pytest.raises(TypeError, match="arrays"):
         from_zuko("MAF", [np.zeros(3)], features=3)
+
+
+@pytest.mark.parametrize("stem", ["zuko_nsf_float32", "nflows_realnvp_float32"])
+def test_a_float32_export_is_scored_in_float64_and_shows_the_float32_error(stem):
+    """The float32 model's own numbers are ~1e-6 off the float64 evaluation of the same weights,
+    which npflows matches to 1e-12 (test above): the verdict a float32 user gets."""
+    data, arrays, kwargs = reference(stem)
+    assert {v.dtype for v in arrays.values() if v.dtype.kind == "f"} == {np.dtype(np.float32)}
+    flow = build(data, arrays, kwargs)
+    float32_error = relative_error(flow.log_prob(data["x"]), data["log_prob_float32"])
+    assert 1e-8 < float32_error < 1e-3
+    assert relative_error(flow.forward(data["z"])[0], data["sample_float32"]) < 1e-3

@@ -76,3 +76,9 @@ def test_check_model_refusals(tmp_path, capsys):
         cli.main(["check-model", model, library, name, "--kwargs", "{features: 3}"])
     with pytest.raises(SystemExit):
         cli.main(["check-model", model])
+
+
+def test_check_model_shows_a_float32_export_beside_the_verdict(capsys):
+    assert cli.main(["check-model", str(PEERS / "zuko_nsf_float32.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "log_prob (library in float32)" in out and out.rstrip().endswith("tolerance 1e-10")

@@ -31,7 +31,8 @@ def check_model_command(args: argparse.Namespace) -> int:
     sampling map at them (and z_context (M, C)). For each, the largest deviation relative to
     max(1, |value|) is printed with the row where it occurs; past --tolerance the exit code is 1.
     An .npz whose arrays are named state/<key> (as tests/data/peers/*.npz) may hold the points,
-    library, class and kwargs itself.
+    library, class and kwargs itself, and log_prob_float32 / sample_float32, the library's numbers
+    in float32, which are reported beside (not judged against the tolerance).
     """
     with np.load(args.arrays, allow_pickle=False) as f:
         members = {k: f[k] for k in f.files}
@@ -65,6 +66,15 @@ def check_model_command(args: argparse.Namespace) -> int:
     if "z" in points and "sample" in points:
         got = flow.forward(points["z"], context=points.get("z_context"))[0]
         worst.append(_report("sampling map", got, _vector(points, "sample", got.shape)))
+    # A bundled float32 export also holds the library's own float32 numbers: shown, not judged.
+    if "log_prob_float32" in points:
+        got = flow.log_prob(points["x"], context=points.get("context"))
+        _report("log_prob (library in float32)", got, _vector(points, "log_prob_float32", len(got)))
+    if "sample_float32" in points:
+        got = flow.forward(points["z"], context=points.get("z_context"))[0]
+        _report(
+            "sampling map (library in float32)", got, _vector(points, "sample_float32", got.shape)
+        )
     if not worst:
         print("no points with the library's numbers given (--points): nothing compared")
         return 0

@@ -19,6 +19,10 @@ Members of each file:
     state/<key>: ``model.state_dict()[key]`` as numpy (bool masks, int64 orders, float64 weights).
     x (N, D), context (N, C) when conditional, log_prob (N,): the library's log-density.
     z (M, D), [z_context (M, C)], sample (M, D): the library's sampling map applied to the draws z.
+The *_float32 files hold a model trained (here: perturbed) and exported in float32: state/ arrays
+are float32, x, z and context are float32 values, log_prob and sample are what the library computes
+in float64 with those weights (model.double(), exact), and log_prob_float32 and sample_float32 what
+it computes in float32, the numbers a float32 user sees.
 """
 
 import json
@@ -51,6 +55,8 @@ CASES = [
     ("nflows_maf_randperm", "nflows", "MaskedAutoregressiveFlow", {"features": 4, "hidden_features": 8, "num_layers": 2, "num_blocks_per_layer": 2, "use_random_permutations": True}, 0.5),
     ("nflows_realnvp", "nflows", "SimpleRealNVP", {"features": 3, "hidden_features": 8, "num_layers": 3, "num_blocks_per_layer": 2}, 0.5),
     ("nflows_realnvp_volume_preserving", "nflows", "SimpleRealNVP", {"features": 4, "hidden_features": 8, "num_layers": 2, "num_blocks_per_layer": 1, "use_volume_preserving": True}, 0.5),
+    ("zuko_nsf_float32", "zuko", "NSF", {"features": 2, "transforms": 2, "bins": 6, "hidden_features": [16, 16]}, 0.5),
+    ("nflows_realnvp_float32", "nflows", "SimpleRealNVP", {"features": 3, "hidden_features": 16, "num_layers": 4, "num_blocks_per_layer": 1}, 0.5),
 ]  # fmt: skip
 
 
@@ -69,6 +75,18 @@ def points(rng, n, dim, spread):
     x[4, 0] = 5.0 + 1e-9  # just outside the bound, then just inside
     x[5, 0] = 5.0 - 1e-9
     return x
+
+
+def library_numbers(library, model, t):
+    """The library's log_prob at t["x"] and its sampling map at t["z"] (with the contexts)."""
+    with torch.no_grad():
+        if library == "zuko":
+            log_prob = model(t.get("context")).log_prob(t["x"])
+            sample = model(t.get("z_context")).transform.inv(t["z"])
+        else:
+            log_prob = model.log_prob(t["x"])
+            sample = model._transform.inverse(t["z"])[0]
+    return log_prob.numpy(), sample.numpy()
 
 
 def main():
@@ -90,24 +108,32 @@ def main():
         if ctx:
             data["context"] = rng.standard_normal((N_POINTS, ctx))
             data["z_context"] = rng.standard_normal((N_DRAWS, ctx))
-        t = {k: torch.from_numpy(v) for k, v in data.items()}
-        with torch.no_grad():
-            if library == "zuko":
-                dist_x = model(t.get("context"))
-                log_prob = dist_x.log_prob(t["x"])
-                sample = model(t.get("z_context")).transform.inv(t["z"])
-            else:
-                log_prob = model.log_prob(t["x"])
-                sample = model._transform.inverse(t["z"])[0]
-        arrays = {f"state/{k}": v.detach().numpy() for k, v in model.state_dict().items()}
+        if stem.endswith("_float32"):
+            model.float()
+            data = {k: v.astype(np.float32).astype(np.float64) for k, v in data.items()}
+            t32 = {k: torch.from_numpy(v.astype(np.float32)) for k, v in data.items()}
+            data["log_prob_float32"], data["sample_float32"] = library_numbers(library, model, t32)
+            arrays = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+            # The same weights in a fresh float64 model (float32 → float64 is exact); not
+            # model.double(), which would keep constants such as nflows' log normalizer rounded
+            # to float32.
+            torch.manual_seed(seed)
+            model = build(library, name, kwargs).double()
+            model.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})
+            model.eval()
+            arrays = {f"state/{k}": v for k, v in arrays.items()}
+        else:
+            arrays = {f"state/{k}": v.detach().numpy() for k, v in model.state_dict().items()}
+        t = {k: torch.from_numpy(v) for k, v in data.items() if not k.endswith("_float32")}
+        log_prob, sample = library_numbers(library, model, t)
         np.savez_compressed(
             OUT / f"{stem}.npz",
             library=np.array(library),
             name=np.array(name),
             kwargs_json=np.array(json.dumps(kwargs)),
             versions_json=np.array(json.dumps(versions)),
-            log_prob=log_prob.numpy(),
-            sample=sample.numpy(),
+            log_prob=log_prob,
+            sample=sample,
             **data,
             **arrays,
         )
