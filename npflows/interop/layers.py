@@ -109,3 +109,13 @@ class _PeerAutoregressive(_PeerLayer):
         for _ in range(self.passes):
             x, log_deriv = self.transformer.forward(z, self._theta_of(x, context))
         return x, log_deriv.sum(axis=1)
+
+
+def coupling_layer(dim, conditioning, transformer, net, layout, context_dim=0) -> Layer:
+    """A coupling layer with a peer's net and map; the arguments as ``_PeerCoupling`` documents."""
+    return _PeerCoupling(dim, conditioning, transformer, net, layout, context_dim)
+
+
+def autoregressive_layer(dim, transformer, net, layout, passes, context_dim=0) -> Layer:
+    """An autoregressive layer with a peer's masked net and map, as ``_PeerAutoregressive`` documents."""
+    return _PeerAutoregressive(dim, transformer, net, layout, passes, context_dim)

@@ -16,7 +16,7 @@ def _relu(a):
     return np.maximum(a, 0.0)
 
 
-class _Dense:
+class Dense:
     """One (masked) linear map h ↦ h @ (W ⊙ M)ᵀ + b, W (out, in)."""
 
     def __init__(self, weight, bias, mask=None):
@@ -27,10 +27,10 @@ class _Dense:
         return h @ self.weight.T + self.bias
 
 
-class _Sequential:
+class Sequential:
     """zuko.nn.MLP and zuko.nn.MaskedMLP: dense maps with ReLU between them, none after the last."""
 
-    def __init__(self, layers: Sequence[_Dense]):
+    def __init__(self, layers: Sequence[Dense]):
         self.layers = list(layers)
 
     def __call__(self, h):
@@ -39,13 +39,13 @@ class _Sequential:
         return self.layers[-1](h)
 
 
-class _ResidualNet:
+class ResidualNet:
     """nflows.nn.nets.ResidualNet (and nflows' MADE with residual blocks), without context:
 
     h = W_0 x + b_0;  per block h ← h + L_1(relu(L_0(relu(h))));  out = W_f h + b_f.
     """
 
-    def __init__(self, initial: _Dense, blocks: Sequence[tuple[_Dense, _Dense]], final: _Dense):
+    def __init__(self, initial: Dense, blocks: Sequence[tuple[Dense, Dense]], final: Dense):
         self.initial, self.blocks, self.final = initial, list(blocks), final
 
     def __call__(self, x):

@@ -22,10 +22,10 @@ import numpy as np
 
 from ..flow import Flow
 from ..layers.permutation import Permutation
-from .layers import _PeerAutoregressive, _PeerCoupling
-from .nets import _Dense, _ResidualNet, _Sequential, nflows_made_degrees
+from .layers import autoregressive_layer, coupling_layer
+from .nets import Dense, ResidualNet, Sequential, nflows_made_degrees
 from .state import StateDict, options, positive_int
-from .transformers import _NflowsAdditive, _NflowsAffine
+from .transformers import nflows_additive, nflows_affine
 
 COMMON = {
     "features": None,
@@ -124,7 +124,7 @@ def _linear(state, key, fan_in, fan_out, mask=None, degrees=None):
     if mask is not None:
         state.exact(f"{key}.mask", mask.astype(float))
         state.exact(f"{key}.degrees", degrees)
-    return _Dense(weight, bias, mask)
+    return Dense(weight, bias, mask)
 
 
 def _maf(state, index, features, hidden, n_blocks, residual):
@@ -150,10 +150,8 @@ def _maf(state, index, features, hidden, n_blocks, residual):
     final = _linear(state, f"{net_key}.final_layer", hidden, 2 * features, *rules[-1][::-1])
     # Residual: h = initial(x), blocks add, no ReLU before the final map. Feedforward: ReLU after
     # the initial map and every block, i.e. a plain masked MLP.
-    net = (
-        _ResidualNet(initial, blocks, final) if residual else _Sequential([initial, *blocks, final])
-    )
-    return _PeerAutoregressive(features, _NflowsAffine("softplus"), net, "interleaved", features)
+    net = ResidualNet(initial, blocks, final) if residual else Sequential([initial, *blocks, final])
+    return autoregressive_layer(features, nflows_affine("softplus"), net, "interleaved", features)
 
 
 def _coupling(state, layer, features, hidden, n_blocks, volume_preserving):
@@ -162,7 +160,7 @@ def _coupling(state, layer, features, hidden, n_blocks, volume_preserving):
     transform = np.flatnonzero(np.arange(features) % 2 != layer % 2)
     state.exact(f"{prefix}.identity_features", identity)
     state.exact(f"{prefix}.transform_features", transform)
-    transformer = _NflowsAdditive() if volume_preserving else _NflowsAffine("sigmoid")
+    transformer = nflows_additive() if volume_preserving else nflows_affine("sigmoid")
     net_key = f"{prefix}.transform_net"
     out = len(transform) * transformer.n_params
     initial = _linear(state, f"{net_key}.initial_layer", len(identity), hidden)
@@ -174,5 +172,5 @@ def _coupling(state, layer, features, hidden, n_blocks, volume_preserving):
         for j in range(n_blocks)
     ]
     final = _linear(state, f"{net_key}.final_layer", hidden, out)
-    net = _ResidualNet(initial, blocks, final)
-    return _PeerCoupling(features, identity, transformer, net, "blocked")
+    net = ResidualNet(initial, blocks, final)
+    return coupling_layer(features, identity, transformer, net, "blocked")

@@ -194,3 +194,23 @@ class _NflowsAdditive:
 
     def forward(self, z, theta):
         return z - theta[..., 0], np.zeros_like(z)
+
+
+def zuko_affine() -> _ZukoAffine:
+    """zuko's MonotonicAffineTransform (slope 10⁻³) as a map of this module."""
+    return _ZukoAffine()
+
+
+def zuko_spline(bins: int, bound: float = 5.0, slope: float = 1e-3) -> _ZukoSpline:
+    """zuko's MonotonicRQSTransform with K = ``bins`` on [−bound, bound]."""
+    return _ZukoSpline(bins, bound, slope)
+
+
+def nflows_affine(scale: str) -> _NflowsAffine:
+    """nflows' affine map: ``scale`` "softplus" (MAF) or "sigmoid" (coupling)."""
+    return _NflowsAffine(scale)
+
+
+def nflows_additive() -> _NflowsAdditive:
+    """nflows' additive coupling map."""
+    return _NflowsAdditive()

@@ -22,10 +22,10 @@ import math
 import numpy as np
 
 from ..flow import Flow
-from .layers import _PeerAutoregressive, _PeerCoupling
-from .nets import _Dense, _Sequential, zuko_made_masks
+from .layers import autoregressive_layer, coupling_layer
+from .nets import Dense, Sequential, zuko_made_masks
 from .state import StateDict, options, positive_int
-from .transformers import _ZukoAffine, _ZukoSpline
+from .transformers import zuko_affine, zuko_spline
 
 COMMON = {"features": None, "context": 0, "transforms": 3, "hidden_features": (64, 64)}
 REFUSED = {
@@ -88,9 +88,9 @@ def from_zuko(name: str, arrays, **kwargs) -> Flow:
             slope = opts["slope"]
             if not (isinstance(slope, (int, float)) and 0 < slope < 1):
                 raise ValueError(f"slope must lie in (0, 1), got {slope!r}")
-            transformer = _ZukoSpline(bins, 5.0, float(slope))
+            transformer = zuko_spline(bins, 5.0, float(slope))
         else:
-            transformer = _ZukoAffine()
+            transformer = zuko_affine()
         passes = features if opts["passes"] is None else positive_int("passes", opts["passes"])
         passes = min(passes, features)
         layers = [
@@ -128,8 +128,8 @@ def _mlp(state, prefix, widths, masks=None):
         if masks is not None:
             state.exact(f"{key}.mask", masks[j])
             mask = masks[j]
-        layers.append(_Dense(weight, bias, mask))
-    return _Sequential(layers)
+        layers.append(Dense(weight, bias, mask))
+    return Sequential(layers)
 
 
 def _coupling(state, i, features, context, hidden, randmask):
@@ -142,9 +142,9 @@ def _coupling(state, i, features, context, hidden, randmask):
         keep = np.arange(features) % 2 == i % 2
         state.exact(f"{prefix}.mask", keep)
     n_a, n_b = int(keep.sum()), int((~keep).sum())
-    transformer = _ZukoAffine()
+    transformer = zuko_affine()
     net = _mlp(state, f"{prefix}.hyper", (n_a + context, *hidden, n_b * transformer.n_params))
-    return _PeerCoupling(
+    return coupling_layer(
         features, np.flatnonzero(keep), transformer, net, "interleaved", context_dim=context
     )
 
@@ -165,6 +165,6 @@ def _autoregressive(state, i, features, context, hidden, transformer, randperm, 
     widths = (features + context, *hidden, features * transformer.n_params)
     net = _mlp(state, f"{prefix}.hyper", widths, masks)
     n_passes = len(np.unique(rank))  # the sampling passes zuko's order gives (its ``passes``)
-    return _PeerAutoregressive(
+    return autoregressive_layer(
         features, transformer, net, "interleaved", n_passes, context_dim=context
     )
