@@ -1,16 +1,19 @@
 """A Sphinx extension that reads npflows' docstrings as they are written: plain text with Unicode
 mathematics, meant for ``help()`` and the source as much as for the HTML reference.
 
-Two habits of that style mean something else in reStructuredText, and would otherwise break the
+Some habits of that style mean something else in reStructuredText, and would otherwise break the
 build or garble the page:
 
 - bars, as in |det Ω| or |x|, are substitution references in reStructuredText;
+- a star in a shape, as in (N, *event_shape), starts an emphasis;
+- the first line of an attribute's docstring is read by napoleon as "type: description" when it
+  holds a colon;
 - a name with a trailing underscore, as in scikit-learn's ``mean_``, is a hyperlink reference;
 - an equation indented under the sentence that introduces it is a block quote (or, without a blank
   line, a docutils error), whose lines would be joined into one paragraph;
 - a list needs blank lines around it, which plain text often leaves out.
 
-Before napoleon reads the Google-style sections, this hook escapes bars and trailing underscores
+Before napoleon reads the Google-style sections, this hook escapes bars, such stars and trailing underscores
 outside inline literals, puts blank lines around lists, and turns each indented block outside
 those sections into a literal block, so that equations keep their lines and alignment. Everything else (roles such as :class:, inline literals, the Args/Returns
 sections) is left to docutils and napoleon.
@@ -27,6 +30,9 @@ SECTION = re.compile(
 LIST_ITEM = re.compile(r"^(\s*)([-*+]|\d+\.)\s+")
 LITERAL = re.compile(r"(``.+?``|:\w+:`[^`]+`)")  # inline literals and roles, left as they are
 TRAILING_UNDERSCORE = re.compile(r"(\w)_(?![\w`])")
+SINGLE_COLON = re.compile(r"(?<!:):(?!:)")
+# A shape written as Python unpacks it, "(N, *event_shape)": a star that starts no emphasis.
+UNPACKING_STAR = re.compile(r"\*(?=[\w.]+\))")
 
 
 def _indent(line: str) -> int:
@@ -34,7 +40,8 @@ def _indent(line: str) -> int:
 
 
 def _escape(text: str) -> str:
-    return TRAILING_UNDERSCORE.sub(r"\1\\_", text.replace("|", r"\|"))
+    text = UNPACKING_STAR.sub(r"\\*", text.replace("|", r"\|"))
+    return TRAILING_UNDERSCORE.sub(r"\1\\_", text)
 
 
 def _escape_bars(line: str) -> str:
@@ -113,6 +120,22 @@ def literal_equations(lines: list[str]) -> list[str]:
 
 def _process(app, what, name, obj, options, lines):
     lines[:] = literal_equations(lines)
+    if what in ("attribute", "property", "data") and lines:
+        lines[:] = sentence_first(lines)
+
+
+def sentence_first(lines: list[str]) -> list[str]:
+    """An attribute's docstring with the text after the first line's colon moved to a line of its
+    own: napoleon reads "before: after" on that line as "type: description", but these docstrings
+    begin with a sentence ("The shape of one x (the data side): ...")."""
+    parts = LITERAL.split(lines[0])  # the literals and roles are the odd-numbered parts
+    for k in range(0, len(parts), 2):
+        colon = SINGLE_COLON.search(parts[k])
+        if colon:
+            before = "".join(parts[:k]) + parts[k][: colon.end()]
+            after = (parts[k][colon.end() :] + "".join(parts[k + 1 :])).strip()
+            return [before, after, *lines[1:]] if after else lines
+    return lines
 
 
 def setup(app):

@@ -2,7 +2,8 @@
 
 npflows documents every object once, in the module that defines it (``npflows.train.fit``), but
 docstrings name objects the way users import them (``npflows.fit``, ``npflows.layers.MAF``) or as
-imported into the module at hand (``Flow`` inside ``npflows.flows``). When Sphinx finds no target for
+imported into the module at hand (``Flow`` inside ``npflows.flows``), or by their bare name as
+exported by the package (``Squeeze`` for ``npflows.Squeeze``). When Sphinx finds no target for
 such a reference, this hook imports the name, reads where the object is defined
 (``__module__``.``__qualname__``) and resolves the reference there. A name that imports nothing, or
 whose object is not documented, stays unresolved, so a broken reference still fails the build.
@@ -32,7 +33,8 @@ def _import(dotted: str):
 
 def _defined_at(target: str, module: str | None) -> str | None:
     """Where the object that ``target`` names (from inside ``module``) is defined, if it names one."""
-    for dotted in ([f"{module}.{target}"] if module else []) + [target]:
+    # Inside the module, as imported there; as written; as users import it from the package.
+    for dotted in ([f"{module}.{target}"] if module else []) + [target, f"npflows.{target}"]:
         obj = _import(dotted)
         name = getattr(obj, "__qualname__", None)
         home = getattr(obj, "__module__", None)

@@ -36,16 +36,6 @@ def _is_real(value) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
-def check_positive_int(value, name: str) -> int:
-    """``value`` as an int if it is an integer > 0: TypeError naming it for a non-number (a bool
-    included), ValueError for another number."""
-    if not _is_real(value):
-        raise TypeError(f"{name} must be a positive integer, got {type(value).__name__} {value!r}")
-    if not isinstance(value, (int, np.integer)) or value <= 0:  # 2.5, 1e3 and 0 are bad values
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def check_real(value, name: str, low: float, *, low_open: bool = False, high=None) -> float:
     """``value`` as a float if it is a finite real number in [low, high) ((low, high) if
     ``low_open``; no upper end if ``high`` is None), else TypeError/ValueError naming it."""

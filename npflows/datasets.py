@@ -33,8 +33,8 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 from scipy import integrate
 
-from .layer import RNGLike, as_rng, check_array
-from .targets import TARGETS, GaussianMixture, check_sample_count, get_target
+from .layer import RNGLike, as_rng, check_array, check_int
+from .targets import TARGETS, GaussianMixture, get_target
 
 __all__ = [
     "DATASETS",
@@ -200,7 +200,7 @@ class Checkerboard:
 
     def sample(self, n: int, rng: RNGLike = None) -> np.ndarray:
         """``n`` draws of shape (n, 2): a black square uniformly, then a uniform point in it."""
-        n, rng = check_sample_count(n), as_rng(rng)
+        n, rng = check_int(n, "n", minimum=0), as_rng(rng)
         square = self.black_squares[rng.integers(0, len(self.black_squares), n)]
         return self.corner + self.side * (square + rng.random((n, 2)))
 
@@ -243,7 +243,7 @@ class Banana:
 
     def sample(self, n: int, rng: RNGLike = None) -> np.ndarray:
         """``n`` draws of shape (n, 2), by the map from ε ~ N(0, I) above."""
-        eps = as_rng(rng).standard_normal((check_sample_count(n), 2))
+        eps = as_rng(rng).standard_normal((check_int(n, "n", minimum=0), 2))
         x1 = self.sd1 * eps[:, 0]
         return np.stack([x1, self.bend * (x1**2 - self.sd1**2) + self.sd2 * eps[:, 1]], axis=1)
 
@@ -281,7 +281,7 @@ def two_moons(n: int, rng: RNGLike = None, noise: float = 0.2) -> np.ndarray:
     in FFJORD. Each point picks a moon with probability ½ and θ ~ U(0, π): the upper moon is
     (−1, −0.2) + 2 (cos θ, sin θ), the lower (1, 0.8) − 2 (cos θ, sin θ); then N(0, noise²) is added
     to each coordinate (``noise`` 0.2 is make_moons' 0.1, scaled). Shape (n, 2)."""
-    n, rng = check_sample_count(n), as_rng(rng)
+    n, rng = check_int(n, "n", minimum=0), as_rng(rng)
     lower = rng.random(n) < 0.5
     arc = 2.0 * _unit_circle(rng.uniform(0.0, np.pi, n))
     x = np.where(lower[:, None], np.array([1.0, 0.8]) - arc, np.array([-1.0, -0.2]) + arc)
@@ -294,7 +294,7 @@ def circles(
     """Concentric circles: a radius r from ``radii`` with equal probability, θ ~ U(0, 2π),
     x = r (cos θ, sin θ) + N(0, noise² I). The defaults are FFJORD's (scikit-learn's
     ``make_circles(factor=0.5, noise=0.08)`` · 3). Shape (n, 2)."""
-    n, rng = check_sample_count(n), as_rng(rng)
+    n, rng = check_int(n, "n", minimum=0), as_rng(rng)
     r = np.asarray(radii, dtype=np.float64)[rng.integers(0, len(radii), n)]
     x = r[:, None] * _unit_circle(rng.uniform(0.0, 2.0 * np.pi, n))
     return x + noise * rng.standard_normal((n, 2))
@@ -312,7 +312,7 @@ def pinwheel(
     h = (1 + radial_sd ε1, tangential_sd ε2), ε ~ N(0, I); it is turned anticlockwise by the angle
     2πj/arms + rate · exp(h1), so that points farther out turn more, and scaled by 2. (FFJORD turns
     it clockwise: this is its mirror image.) Shape (n, 2)."""
-    n, rng = check_sample_count(n), as_rng(rng)
+    n, rng = check_int(n, "n", minimum=0), as_rng(rng)
     h = rng.standard_normal((n, 2)) * np.array([radial_sd, tangential_sd])
     h[:, 0] += 1.0
     c, s = _unit_circle(2.0 * np.pi * rng.integers(0, arms, n) / arms + rate * np.exp(h[:, 0])).T
@@ -324,7 +324,7 @@ def two_spirals(n: int, rng: RNGLike = None, turns: float = 1.5, noise: float = 
     swept), x = ±(−θ cos θ, θ sin θ)/3 with either sign equally likely, plus N(0, noise² I).
     FFJORD's "2spirals" without its uniform jitter; the arms end at radius 2π · turns / 3 = π.
     Shape (n, 2)."""
-    n, rng = check_sample_count(n), as_rng(rng)
+    n, rng = check_int(n, "n", minimum=0), as_rng(rng)
     theta = 2.0 * np.pi * turns * np.sqrt(rng.random(n))
     sign = np.where(rng.random(n) < 0.5, -1.0, 1.0)
     arm = theta[:, None] * _unit_circle(theta) * np.array([-1.0, 1.0]) / 3.0

@@ -2,6 +2,9 @@
 
 >>> est = FlowDensity(flow="nsf", epochs=50, random_state=0).fit(X)     # doctest: +SKIP
 >>> est.score_samples(X_new)     # log-density of each row, shape (n,)  # doctest: +SKIP
+
+Conditional: with ``context_columns=k`` the last k columns of X are a context c, and the estimator
+models p(x | c) of the other columns (see :class:`FlowDensity`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import flow_names
+from .context_map import absorb_context_map, context_map_from_data
 from .flow import Flow
 from .layer import RNGLike, as_rng
 from .layers.standardize import MIN_ROWS, standardized
@@ -45,14 +49,26 @@ class FlowDensity:
             act on [−bound, bound]); refuses data with a (nearly) constant feature.
         random_state: None, an int or a Generator: the flow's initialization and training.
         progress: show training progress.
+        context_columns: k ≥ 0. With k > 0 the last k columns of X are a context c and the
+            estimator is a conditional density p(x | c) of the first n_features − k columns:
+            ``score_samples(X)`` is log p(x | c) of each row and ``sample(n, context=c)`` draws x
+            given c. Keeping c inside X (rather than passing it as ``y``) lets pipelines,
+            grid searches and cross-validation split and score rows of (x, c) together. With
+            ``standardize=True`` the context is standardized for training too (its column means
+            and standard deviations, a constant column refused) and that fixed map is then folded
+            into the conditioners' first weights (:func:`npflows.context_map.absorb_context_map`),
+            so ``flow_`` takes the raw context. The flow must be one with a context
+            (``flow="auto"`` is "nsf" then).
 
     Fitted attributes:
         flow_: the trained :class:`~npflows.Flow`, a density of the data itself in data units:
             ``flow_.log_prob(X) == score_samples(X)`` and ``flow_.sample(n)`` draws data rows.
             With ``standardize=True`` its last layer is the :class:`~npflows.Standardize`.
         history_: the :class:`~npflows.History` of training.
-        mean_, scale_: (n_features,) the standardization (zeros and ones without it).
-        n_features_in_: the number of features seen by ``fit``.
+        mean_, scale_: (n_features − k,) the standardization (zeros and ones without it).
+        context_mean_, context_scale_: (k,) the context's standardization (folded into
+            ``flow_``; zeros and ones without it).
+        n_features_in_: the number of features seen by ``fit``, context columns included.
 
     scikit-learn is not needed; with it installed (≥ 1.6) the estimator works in pipelines, grid
     searches and cross-validation (``score`` is the mean log-likelihood, higher is better).
@@ -72,6 +88,7 @@ class FlowDensity:
         standardize: bool = True,
         random_state: RNGLike = None,
         progress: bool = False,
+        context_columns: int = 0,
     ):
         self.flow = flow
         self.n_layers = n_layers
@@ -85,6 +102,7 @@ class FlowDensity:
         self.standardize = standardize
         self.random_state = random_state
         self.progress = progress
+        self.context_columns = context_columns
 
     # -- scikit-learn's parameter protocol (what sklearn.base.clone uses) --------------------------
     @classmethod
@@ -127,22 +145,39 @@ class FlowDensity:
     # -- estimation -------------------------------------------------------------------------------
     def fit(self, X, y=None) -> FlowDensity:
         """Build the flow and train it on X (n_samples, n_features) by maximum likelihood; ``y``
-        is ignored. Returns self."""
+        is ignored (a context is given as X's last ``context_columns`` columns). Returns self."""
         self._check_hyperparameters()
         X = _as_samples(X)
-        n, dim = X.shape
+        n, n_features = X.shape
         if n < MIN_ROWS:
             raise ValueError(
                 f"FlowDensity needs at least {MIN_ROWS} samples to fit, got n_samples = {n}"
             )
-        name = ("spline" if dim == 1 else "nsf") if self.flow == "auto" else self.flow
+        k = self.context_columns
+        if k >= n_features:
+            raise ValueError(
+                f"context_columns = {k} leaves no data column: X has {n_features} feature(s)"
+            )
+        X, context = X[:, : n_features - k], (X[:, n_features - k :] if k else None)
+        dim = n_features - k
+        auto = "spline" if dim == 1 and not k else "nsf"
+        name = auto if self.flow == "auto" else self.flow
         options = dict(
             self.flow_kwargs or {}, hidden=tuple(self.hidden), rng=as_rng(self.random_state)
         )
         if self.n_layers is not None:
             options["n_layers"] = self.n_layers
+        if k:
+            options["context_dim"] = k
         try:
             flow = flow_names.build(name, dim, **options)
+        except TypeError as error:
+            if not k or "context_dim" not in str(error):
+                raise
+            raise ValueError(
+                f"the {name} flow takes no context; with context_columns use a conditional flow "
+                "such as 'nsf', 'realnvp', 'maf' or 'auto'"
+            ) from error
         except ValueError as error:
             if dim > 1:
                 raise
@@ -160,9 +195,11 @@ class FlowDensity:
             mean, scale = flow.layers[-1].mean.copy(), flow.layers[-1].scale.copy()
         else:
             mean, scale = np.zeros(dim), np.ones(dim)
+        context_map = context_map_from_data(context) if k and self.standardize else None
         history = fit(
             flow,
             X,
+            context=context if context_map is None else context_map.inverse(context)[0],
             epochs=self.epochs,
             batch_size=self.batch_size,
             lr=self.lr,
@@ -171,11 +208,15 @@ class FlowDensity:
             rng=options["rng"],
             progress=self.progress,
         )
+        if context_map is not None:
+            absorb_context_map(flow, context_map)
         # Set only now, together: a fit that raises leaves a previous fit's attributes as they were.
         self.flow_: Flow = flow
         self.history_: History = history
         self.mean_, self.scale_ = mean, scale
-        self.n_features_in_ = dim
+        self.context_mean_ = np.zeros(k) if context_map is None else context_map.mean.copy()
+        self.context_scale_ = np.ones(k) if context_map is None else context_map.scale.copy()
+        self.n_features_in_ = n_features
         return self
 
     def _check_hyperparameters(self) -> None:
@@ -199,6 +240,12 @@ class FlowDensity:
                     f"flow_kwargs must not hold {own}: set FlowDensity's own hidden, n_layers "
                     "and random_state instead"
                 )
+        if not _is_int(self.context_columns):
+            raise TypeError(
+                f"context_columns must be a non-negative integer, got {self.context_columns!r}"
+            )
+        if self.context_columns < 0:
+            raise ValueError(f"context_columns must be at least 0, got {self.context_columns}")
         for name in ("standardize", "progress"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -215,7 +262,8 @@ class FlowDensity:
             )
 
     def score_samples(self, X) -> np.ndarray:
-        """log p(x) of each row (nats), shape (n_samples,)."""
+        """log p(x) of each row (nats), shape (n_samples,); with ``context_columns=k``,
+        log p(x | c) with c the row's last k columns."""
         self._check_fitted()
         X = _as_samples(X)
         if X.shape[1] != self.n_features_in_:
@@ -223,24 +271,50 @@ class FlowDensity:
                 f"X has {X.shape[1]} features, but FlowDensity is expecting "
                 f"{self.n_features_in_} features as input"
             )
-        return self.flow_.log_prob(X)
+        k = self.flow_.context_dim
+        if not k:
+            return self.flow_.log_prob(X)
+        return self.flow_.log_prob(X[:, :-k], context=X[:, -k:])
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood of the rows of X (nats); ``y`` is ignored."""
         return float(np.mean(self.score_samples(X)))
 
-    def sample(self, n_samples: int = 1, random_state: RNGLike = None) -> np.ndarray:
-        """Draw ``n_samples`` rows, shape (n_samples, n_features)."""
+    def sample(self, n_samples: int = 1, random_state: RNGLike = None, context=None) -> np.ndarray:
+        """Draw ``n_samples`` rows, shape (n_samples, n_features).
+
+        Conditional (``context_columns=k``): draws x given ``context`` (raw, as in X's last k
+        columns), one row (k,) or (1, k) for all draws or (n_samples, k), and returns the data
+        columns only, shape (n_samples, n_features − k)."""
         self._check_fitted()
         if not _is_int(n_samples):
             raise TypeError(f"n_samples must be an integer, got {n_samples!r}")
         if n_samples < 0:
             raise ValueError(f"n_samples must be non-negative, got {n_samples}")
-        return self.flow_.sample(int(n_samples), random_state)
+        k = self.flow_.context_dim
+        if k and context is None:
+            raise ValueError(
+                f"this FlowDensity is conditional (context_columns={k}): pass context, one row "
+                f"of {k} value(s) or one row per sample"
+            )
+        if context is not None:
+            context = _as_context(context, k)
+        return self.flow_.sample(int(n_samples), random_state, context=context)
 
 
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _as_context(context, k: int) -> np.ndarray:
+    """A context for ``sample`` as float64 (the flow checks its shape), or a ValueError when the
+    estimator is unconditional."""
+    if not k:
+        raise ValueError("this FlowDensity is not conditional (context_columns=0); pass no context")
+    context = np.asarray(context)
+    if context.dtype.kind in "biu":
+        context = context.astype(np.float64)
+    return context
 
 
 def _as_samples(X) -> np.ndarray:

@@ -150,15 +150,18 @@ class Flow(Layer):
     def sample(self, n: int, rng: RNGLike = None, context=None) -> np.ndarray:
         """Draw z ~ Pr(z) and return x = f[z], shape (n, D).
 
-        For a conditional flow, ``context`` has shape (n, context_dim): one draw per row.
+        For a conditional flow, ``context`` has shape (n, context_dim), one row per draw, or is one
+        context for all n draws: shape (context_dim,) or (1, context_dim), broadcast to n rows (as
+        zuko and FlowJAX do).
         """
         return self.sample_and_log_prob(n, rng, context)[0]
 
     def sample_and_log_prob(self, n: int, rng: RNGLike = None, context=None):
         """Samples x (n, D) and their log Pr(x) (n,), from one generative pass:
-        log Pr(x) = log Pr(z) − log|det ∂f/∂z|. Computed in the parameters' dtype."""
+        log Pr(x) = log Pr(z) − log|det ∂f/∂z|. Computed in the parameters' dtype. ``context``
+        as in :meth:`sample`: (n, context_dim), or one row (context_dim,) or (1, context_dim)."""
         n, rng = check_int(n, "n", minimum=0), as_rng(rng)
-        context = self._check_context(context, n)
+        context = self._check_context(_one_context_for_all(context, self.context_dim, n), n)
         z = self.base.sample(n, rng).astype(self.dtype, copy=False)
         x, log_det = self._forward(z.reshape(n, *self.latent_shape), context)
         return x, self.base._log_prob(z) - log_det
@@ -184,6 +187,18 @@ class Flow(Layer):
         _, grads = pullback(grad_z.reshape(z.shape), grad_log_p)
         grads["base"] = grads_base
         return nll, grads
+
+
+def _one_context_for_all(context, context_dim: int, n: int):
+    """``context`` broadcast to (n, context_dim) when it is one row, (context_dim,) or
+    (1, context_dim), of a conditional flow; anything else unchanged (``_check_context`` judges it).
+    A read-only view: no copy of the row n times."""
+    if context is None or not context_dim:
+        return context
+    array = np.asarray(context)
+    if array.shape in ((context_dim,), (1, context_dim)):
+        return np.broadcast_to(array.reshape(1, context_dim), (n, context_dim))
+    return context
 
 
 def _check_shapes_chain(layers: Sequence[Layer]) -> None:

@@ -23,6 +23,7 @@ checked; the public methods check their input once, call them, and keep the inpu
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -46,17 +47,20 @@ def as_rng(rng: RNGLike) -> np.random.Generator:
 
 
 def check_int(value: Any, name: str, minimum: int = 1) -> int:
-    """``value`` as an int if it is an integer ≥ ``minimum``, else ValueError naming ``name``.
+    """``value`` as an int if it is an integer ≥ ``minimum``; else an error naming ``name``.
 
-    Python and numpy integers are accepted; bool (an int subclass, but never meant as a size),
-    floats (even 3.0, and inf) and everything else are refused.
+    Python and numpy integers are accepted. A bool (an int subclass, but never meant as a count)
+    and anything that is not a number raise TypeError; other numbers (floats, even 3.0, inf and
+    NaN, or integers below ``minimum``) raise ValueError. This one check serves every size and
+    count in the package: dims, widths, bins, layers, epochs, steps, sample counts.
     """
-    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        if value >= minimum:
-            return int(value)
-    what = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
-    if minimum == 0:
-        what = "a non-negative integer"
+    what = {0: "a non-negative integer", 1: "a positive integer"}.get(
+        minimum, f"an integer ≥ {minimum}"
+    )
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Number, np.number)):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__} {value!r}")
+    if isinstance(value, (int, np.integer)) and value >= minimum:
+        return int(value)
     raise ValueError(f"{name} must be {what}, got {value!r}")
 
 

@@ -189,7 +189,8 @@ class MADE(MLP):
     m(i)) sees units of degree < m(i). So the first coordinate's θ depends on the context alone.
 
     Args:
-        dim: D. params_per_dim: P, the width of each coordinate's output block.
+        dim: D.
+        params_per_dim: P, the width of each coordinate's output block.
         hidden, activation, rng: as :class:`MLP`.
         order: "natural" (1 … D), "reversed", "random" (drawn from ``rng``) or a permutation of
             range(D) listing the coordinates first to last.

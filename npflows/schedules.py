@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 
-from ._loop import check_positive_float, check_positive_int, check_real
+from ._loop import check_positive_float, check_real
+from .layer import check_int
 
 
 class Cosine:
@@ -49,7 +50,7 @@ class Cosine:
             raise ValueError(f"warmup_steps must be a non-negative integer, got {warmup_steps!r}")
         self.warmup_steps = warmup_steps
         if total_steps is not None:
-            check_positive_int(total_steps, "total_steps")
+            check_int(total_steps, "total_steps")
             if total_steps <= warmup_steps:
                 raise ValueError(
                     f"total_steps ({total_steps}) must exceed warmup_steps ({warmup_steps})"

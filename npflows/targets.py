@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import linalg, special
 
-from .layer import RNGLike, as_rng, check_array
+from .layer import RNGLike, as_rng, check_array, check_int
 
 __all__ = ["TARGETS", "Funnel", "GaussianMixture", "Ring", "Target", "Wave", "get_target"]
 
@@ -43,16 +43,6 @@ class Target(Protocol):
 
     def log_density(self, x: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """log p̃(x) (N,) and its gradient (N, D) for x of shape (N, D)."""
-
-
-def check_sample_count(n: int) -> int:
-    """``n`` as an int if it is a whole number ≥ 0: TypeError naming ``n`` for a bool or a
-    non-number, ValueError for a negative, fractional or infinite one."""
-    if isinstance(n, bool) or not isinstance(n, (int, float, np.integer, np.floating)):
-        raise TypeError(f"n must be a non-negative integer, got {type(n).__name__} {n!r}")
-    if not (np.isfinite(n) and int(n) == n and n >= 0):
-        raise ValueError(f"n must be a non-negative integer, got {n!r}")
-    return int(n)
 
 
 def _log_sum_kernels(u: np.ndarray, c: np.ndarray, sds: np.ndarray):
@@ -191,7 +181,7 @@ class Wave:
 
     def sample(self, n: int, rng: RNGLike = None) -> np.ndarray:
         """``n`` exact draws (n, 2): z1 = s ε1, branch k ~ σ_k/Σσ, z2 = c_k(z1) + σ_k ε2."""
-        n, rng = check_sample_count(n), as_rng(rng)
+        n, rng = check_int(n, "n", minimum=0), as_rng(rng)
         z1 = self.envelope_sd * rng.standard_normal(n)
         k = rng.choice(len(self.sds), size=n, p=self.sds / self.sds.sum())
         c = np.take_along_axis(self._centres(z1)[0], k[:, None], axis=1)[:, 0]
@@ -282,7 +272,7 @@ class GaussianMixture:
 
     def sample(self, n: int, rng: RNGLike = None) -> np.ndarray:
         """``n`` exact draws (n, D): k ~ w, then x = μ_k + L_k ε with ε ~ N(0, I)."""
-        n, rng = check_sample_count(n), as_rng(rng)
+        n, rng = check_int(n, "n", minimum=0), as_rng(rng)
         k = rng.choice(len(self.weights), size=n, p=self.weights)
         eps = rng.standard_normal((n, self.dim))
         return self.means[k] + np.einsum("nij,nj->ni", self._chol[k], eps)
@@ -330,7 +320,7 @@ class Funnel:
 
     def sample(self, n: int, rng: RNGLike = None) -> np.ndarray:
         """``n`` exact draws (n, D): v = 3 ε_0, x_i = e^{v/2} ε_i."""
-        n, rng = check_sample_count(n), as_rng(rng)
+        n, rng = check_int(n, "n", minimum=0), as_rng(rng)
         eps = rng.standard_normal((n, self.dim))
         v = 3.0 * eps[:, :1]
         return np.concatenate([v, np.exp(0.5 * v) * eps[:, 1:]], axis=1)

@@ -24,7 +24,6 @@ from ._loop import (
     check_callable,
     check_data,
     check_positive_float,
-    check_positive_int,
     check_real,
     locate_failure,
     lr_at,
@@ -32,7 +31,7 @@ from ._loop import (
 )
 from .dequantization import for_fit
 from .flow import Flow
-from .layer import RNGLike, as_rng, check_array
+from .layer import RNGLike, as_rng, check_array, check_int
 from .optim import Adam
 from .schedules import as_schedule
 from .tree import assign_flat, flatten, leaves, tree_map
@@ -143,11 +142,11 @@ def fit(
     x = check_array(x, flow.event_shape)
     context = flow._check_context(context, len(x))
     epochs, batch_size = (
-        check_positive_int(epochs, "epochs"),
-        check_positive_int(batch_size, "batch_size"),
+        check_int(epochs, "epochs"),
+        check_int(batch_size, "batch_size"),
     )
     if patience is not None:
-        patience = check_positive_int(patience, "patience")
+        patience = check_int(patience, "patience")
     validation_fraction = check_real(validation_fraction, "validation_fraction", 0.0, high=1.0)
     progress = check_bool(progress, "progress")
     callback = check_callable(callback, "callback")
@@ -304,7 +303,7 @@ def fit_lbfgs(
         raise TypeError(f"flow must be an npflows.Flow, got {type(flow).__name__}")
     x = check_array(x, flow.event_shape)
     context = flow._check_context(context, len(x))
-    max_iter = check_positive_int(max_iter, "max_iter")
+    max_iter = check_int(max_iter, "max_iter")
     tol = check_positive_float(tol, "tol")
     params = flow.params
     guard = Guard(params, locate=lambda: locate_failure(flow, x, context, "inverse"))

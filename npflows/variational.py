@@ -30,13 +30,12 @@ from ._loop import (
     check_bool,
     check_callable,
     check_positive_float,
-    check_positive_int,
     locate_failure,
     lr_at,
     optimizer_step,
 )
 from .flow import Flow
-from .layer import RNGLike, as_rng
+from .layer import RNGLike, as_rng, check_int
 from .optim import Adam
 from .schedules import as_schedule
 
@@ -124,10 +123,10 @@ def fit_to_density(
         )
     check_callable(log_density, "log_density", optional=False)
     steps, batch_size = (
-        check_positive_int(steps, "steps"),
-        check_positive_int(batch_size, "batch_size"),
+        check_int(steps, "steps"),
+        check_int(batch_size, "batch_size"),
     )
-    n_eval = check_positive_int(n_eval, "n_eval")
+    n_eval = check_int(n_eval, "n_eval")
     progress = check_bool(progress, "progress")
     if clip_grad_norm is not None:
         clip_grad_norm = check_positive_float(clip_grad_norm, "clip_grad_norm")

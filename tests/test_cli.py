@@ -261,7 +261,7 @@ def test_fit_density_reports_elbo_log_z_and_ess(tmp_path, capsys):
         (["fit", *TINY_MOONS, "--flow", "iaf"], "the iaf flow has no inverse_vjp"),
         (["fit", *TINY_MOONS, "--flow", "spline"], "the spline flow has a fixed set of layers"),
         (["fit-density", "--flow", "maf"], "reverse-KL training needs forward_vjp"),
-        (["score", "MODEL", "wide.csv"], "has points of 3 coordinates; "),
+        (["score", "MODEL", "wide.csv"], "has rows of 3 values; "),
         (["score", "bad.csv", "wide.csv"], "not an npflows model file"),
     ],
 )
@@ -528,7 +528,7 @@ def test_score_streams_chunks_and_prints_the_same_numbers(
 def test_skip_columns_applies_to_files_only(capsys):
     with pytest.raises(SystemExit):
         cli.main(["fit", "--data", "moons", "--skip-columns", "1"])
-    assert "--skip-columns applies to a file" in capsys.readouterr().err
+    assert "--skip-columns and --context-columns apply to a file" in capsys.readouterr().err
 
 
 # -- the console script, --version and BLAS threads (issue 12 item 7) ---------------------------
@@ -574,3 +574,92 @@ def test_score_says_when_a_log_density_is_below_float64(moons_model, tmp_path, c
     values = captured.out.split()
     assert np.isfinite(float(values[0])) and values[1] == "-inf"
     assert captured.err.startswith("note: 1 point(s) have a log-density below the most negative")
+
+
+# -- conditional flows from a file's context columns (issue 12 item 4) ----------------------------
+@pytest.fixture(scope="module")
+def conditional_model(tmp_path_factory) -> tuple[Path, Path, np.ndarray]:
+    """A flow of x0 given x1 on moons, x1 in raw units far from standardized (1000 + 100 x1)."""
+    out = tmp_path_factory.mktemp("conditional")
+    rows = datasets.get("moons").sample(3000, rng=0) * [1.0, 100.0] + [0.0, 1000.0]
+    np.savetxt(out / "rows.csv", rows, delimiter=",")
+    args = ["fit", "--data", str(out / "rows.csv"), "--context-columns", "1", "--epochs", "15"]
+    assert cli.main([*args, "--no-progress", "--out", str(out)]) == 0
+    return out / "model.npz", out / "rows.csv", rows
+
+
+def test_fit_with_context_columns_saves_a_flow_of_the_raw_context(conditional_model, capsys):
+    model, _, rows = conditional_model
+    flow = npflows.load(model)
+    assert flow.dim == 1 and flow.context_dim == 1
+    # The context map is folded in: the saved flow takes the context in the file's units, and
+    # knowing x1 makes x0 far more predictable than its marginal (a histogram's in-sample NLL).
+    conditional_nll = -flow.log_prob(rows[:, :1], context=rows[:, 1:]).mean()
+    edges = np.histogram_bin_edges(rows[:, 0], 40)
+    density = np.histogram(rows[:, 0], edges, density=True)[0]
+    marginal_nll = -np.log(density[np.clip(np.digitize(rows[:, 0], edges) - 1, 0, 39)]).mean()
+    assert conditional_nll < marginal_nll - 0.3
+
+
+def test_conditional_fit_prints_the_conditional_gaussian_baseline(tmp_path, capsys, no_plots):
+    rng = np.random.default_rng(0)
+    c = rng.normal(size=(2000, 1)) * 50.0
+    x = 0.02 * c + rng.normal(size=(2000, 1)) * 0.5  # x | c ~ N(0.02 c, 0.25): NLL 0.726 nats
+    np.savetxt(tmp_path / "lin.csv", np.c_[x, c], delimiter=",")
+    args = ["fit", "--data", str(tmp_path / "lin.csv"), "--context-columns", "1", "--flow"]
+    assert (
+        cli.main([*args, "gaussian", "--epochs", "1", "--no-progress", "--out", str(tmp_path)]) == 1
+    )
+    assert "takes no context" in error_line(capsys)
+    assert (
+        cli.main([*args, "realnvp", "--epochs", "5", "--no-progress", "--out", str(tmp_path)]) == 0
+    )
+    out = capsys.readouterr().out
+    baseline = float(re.search(r"Gaussian NLL\s+(\S+)", out).group(1))
+    assert (
+        "Gaussian of x given c" in out
+        and abs(baseline - (0.5 * np.log(2 * np.pi * 0.25) + 0.5)) < 0.1
+    )
+    assert "no density.png" in out
+
+
+def test_sample_and_score_take_the_context(conditional_model, tmp_path, capsys):
+    model, rows_csv, rows = conditional_model
+    assert cli.main(["sample", str(model), "-n", "400", "--context", "960", "--seed", "1"]) == 0
+    below = np.loadtxt(io.StringIO(capsys.readouterr().out), delimiter=",")
+    assert cli.main(["sample", str(model), "-n", "400", "--context", "1090", "--seed", "1"]) == 0
+    above = np.loadtxt(io.StringIO(capsys.readouterr().out), delimiter=",")
+    # x1 = -0.4 is the lower moon's bottom (x0 near 1), x1 = 0.9 the upper moon's top (x0 near 0).
+    assert below.shape == (400,) and np.median(below) > np.median(above) + 0.4
+    assert cli.main(["score", str(model), str(rows_csv)]) == 0
+    scores = np.loadtxt(io.StringIO(capsys.readouterr().out))
+    flow = npflows.load(model)
+    np.testing.assert_allclose(scores, flow.log_prob(rows[:, :1], context=rows[:, 1:]), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sample", "COND", "-n", "3"], "is a conditional flow: pass --context with 1"),
+        (["sample", "COND", "-n", "3", "--context", "1,2"], "--context must be 1 finite number"),
+        (["sample", "COND", "-n", "3", "--context", "a"], "--context must be comma-separated"),
+        (["sample", "COND", "-n", "3", "--context", "nan"], "--context must be 1 finite number"),
+        (["sample", "MODEL", "-n", "3", "--context", "1"], "is not a conditional flow"),
+        (["score", "COND", "one.csv"], "expects 1 coordinate(s) and 1 context value(s)"),
+        (["fit", "--data", "one.csv", "--context-columns", "1"], "leaves no data column"),
+    ],
+)
+def test_context_errors_exit_1_with_one_line(
+    args, message, conditional_model, moons_model, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    Path("one.csv").write_text("".join(f"{k}\n" for k in range(20)))
+    models = {"COND": str(conditional_model[0]), "MODEL": str(moons_model)}
+    assert cli.main([models.get(a, a) for a in args]) == 1
+    assert message in error_line(capsys)
+
+
+def test_context_columns_apply_to_files_only(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "--data", "moons", "--context-columns", "1"])
+    assert "--context-columns apply to a file" in capsys.readouterr().err

@@ -11,7 +11,8 @@ Each hypothesis example draws a layer (a registry seed, with or without raw para
 ``ROWS`` rows inside the range, checked in one batch, plus ``LOOSE_ROWS`` rows from the whole pool,
 each checked alone (a ValueError is per call). Normal runs are derandomized under CI and small;
 ``HYPOTHESIS_PROFILE=thorough`` checks ``ROWS`` = 3,400 rows × 300 examples, over 10⁶ rows per
-registered layer.
+registered layer. The image layers (``IMAGE_CASES``) get inputs of their ``latent_shape`` (forward) and
+``event_shape`` (inverse).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from registry import CASES, DIM
+from registry import CASES, DIM, IMAGE_CASES
 
 from npflows.tree import leaves, leaves_with_paths
 
@@ -33,7 +34,11 @@ LOOSE_ROWS = 8 if THOROUGH else 4
 BIGGEST = np.finfo(np.float64).max
 TINY = np.finfo(np.float64).tiny  # smallest normal
 # The documented refusals: an overflowing result or conditioner, or an input outside the domain.
-DOCUMENTED = re.compile(r"docs/ranges\.md|must lie (in|strictly inside)")
+# A residual layer refuses entries beyond its max_abs_input: "… accepts inputs with |entries| ≤ …".
+DOCUMENTED = re.compile(
+    re.escape("docs/ranges.md") + r"|must lie (in|strictly inside)|accepts inputs with \|entries\|"
+)
+ALL_CASES = CASES | IMAGE_CASES
 
 
 def _open(low, high):
@@ -58,9 +63,16 @@ FAMILIES = {
     "coupling": (1e250, None, None),
     "autoregressive affine": (1e120, None, None),
     "autoregressive spline": (1e250, None, None),
+    "autoregressive additive": (1e300, None, None),
+    "residual": (1e150, None, None),
+    "standardize": (1e300, None, None),
+    "image coupling": (1e200, None, None),
+    "pixel logit": (1e300, None, "open"),
+    "multi-scale flow": (1e50, None, None),
 }
 SIGMOID_RANGES = {"Sigmoid": (-2.0, 5.0), "Logit": (-2.0, 5.0)}
 SIGMOID_RANGES["Elementwise-sigmoid-transformer"] = (1.0, 1.5)
+SIGMOID_RANGES["PixelLogit-2x2x3"] = (-0.1 / 0.8, 0.9 / 0.8)  # x in (−α, 1 − α)/(1 − 2α), α = 0.1
 
 
 def family_of(name: str) -> str:
@@ -76,6 +88,8 @@ def family_of(name: str) -> str:
         "PiecewiseLinear-unit": "piecewise linear on [0, 1]",
         "PiecewiseLinear-bounded": "spline (identity tails)",
         "RQSpline": "spline (identity tails)",
+        "Elementwise-spline": "spline (identity tails)",
+        "Elementwise-piecewise-linear": "spline (identity tails)",
         "Sigmoid": "sigmoid",
         "Elementwise-sigmoid": "sigmoid",
         "Logit": "logit",
@@ -87,6 +101,22 @@ def family_of(name: str) -> str:
         "IAF-affine": "autoregressive affine",
         "MAF-spline": "autoregressive spline",
         "IAF-spline": "autoregressive spline",
+        "MAF-piecewise-linear": "autoregressive spline",
+        "IAF-piecewise-linear": "autoregressive spline",
+        "MAF-additive": "autoregressive additive",
+        "IAF-additive": "autoregressive additive",
+        "Planar": "residual",
+        "Radial": "residual",
+        "ResidualBlock": "residual",
+        "Standardize": "standardize",
+        "Squeeze": "permutation",
+        "ActNorm": "affine",
+        "InvConv1x1": "linear",
+        "ImageCoupling": "image coupling",
+        "FactorOut": "image coupling",
+        "PixelLogit": "pixel logit",
+        "Glow": "multi-scale flow",
+        "MultiScaleRealNVP": "multi-scale flow",
     }
     for prefix, family in table.items():
         if name.startswith(prefix):
@@ -142,15 +172,15 @@ def extreme(layer, rng):
     return layer
 
 
-def rows_from(pool, n, rng, extra_low=-5.0, extra_high=5.0, domain=None):
-    """n × DIM inputs: each entry an edge value (70 %) or uniform in the domain or (−5, 5)."""
-    if domain is not None:
-        extra_low, extra_high = domain[0], domain[1]
-    picks = rng.choice(pool, size=(n, DIM))
-    uniform = rng.uniform(extra_low, extra_high, (n, DIM))
+def rows_from(pool, n, rng, shape=(DIM,), domain=None):
+    """n inputs of ``shape``: each entry an edge value (70 %) or uniform in the domain or (−5, 5)."""
+    low, high = (-5.0, 5.0) if domain is None else domain[:2]
+    size = (n, *shape)
+    picks = rng.choice(pool, size=size)
+    uniform = rng.uniform(low, high, size)
     if domain is not None and not domain[2]:  # open: keep the uniform draws strictly inside
-        uniform = np.clip(uniform, np.nextafter(extra_low, extra_high), np.nextafter(extra_high, 0))
-    return np.where(rng.random((n, DIM)) < 0.7, picks, uniform)
+        uniform = np.clip(uniform, np.nextafter(low, high), np.nextafter(high, low))
+    return np.where(rng.random(size) < 0.7, picks, uniform)
 
 
 def evaluate(layer, direction, h, context):
@@ -163,29 +193,36 @@ def evaluate(layer, direction, h, context):
     return out
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+def bad_rows(h, result):
+    """The first inputs with a non-finite result (all of h's first rows for a parameter's gradient)."""
+    if result.shape[:1] != h.shape[:1]:
+        return h[:3]
+    return h[~np.isfinite(result).reshape(len(h), -1).all(axis=1)][:3]
+
+
+@pytest.mark.parametrize("name", sorted(ALL_CASES))
 @given(seed=st.integers(0, 2**32 - 1), at_50=st.booleans(), rows_seed=st.integers(0, 2**32 - 1))
 def test_edge_inputs(name, seed, at_50, rows_seed):
-    case = CASES[name]
+    case = ALL_CASES[name]
     limit, forward_domain, inverse_domain = FAMILIES[family_of(name)]
     rng = np.random.default_rng(seed)
     layer = case.build(rng)
     if at_50:
         extreme(layer, rng)
     rows_rng = np.random.default_rng(rows_seed)
-    directions = {
-        "forward": domain_of(name, forward_domain),
-        "inverse": domain_of(name, inverse_domain),
+    directions = {  # the domain and the shape of one input (image layers take (C, H, W))
+        "forward": (domain_of(name, forward_domain), layer.latent_shape),
+        "inverse": (domain_of(name, inverse_domain), layer.event_shape),
     }
     with np.errstate(all="ignore"):  # only the results count; an intermediate overflow may be fine
-        for direction, domain in directions.items():
+        for direction, (domain, shape) in directions.items():
             in_range, out_of_range = edge_pool(case, domain, limit)
             context = rng.normal(size=(ROWS, layer.context_dim)) if layer.context_dim else None
-            h = rows_from(in_range, ROWS, rows_rng, domain=domain)
+            h = rows_from(in_range, ROWS, rows_rng, shape, domain)
             for result in evaluate(layer, direction, h, context):
-                assert np.all(np.isfinite(result)), (direction, h[~np.isfinite(result).all(-1)][:3])
+                assert np.all(np.isfinite(result)), (direction, bad_rows(h, result))
             everything = np.concatenate([in_range, out_of_range])
-            for row in rows_from(everything, LOOSE_ROWS, rows_rng, domain=domain):
+            for row in rows_from(everything, LOOSE_ROWS, rows_rng, shape, domain):
                 c = None if context is None else context[:1]
                 try:
                     results = evaluate(layer, direction, row[None], c)
@@ -196,5 +233,5 @@ def test_edge_inputs(name, seed, at_50, rows_seed):
 
 
 def test_every_case_has_a_documented_family():
-    for name in CASES:
+    for name in ALL_CASES:
         assert family_of(name) in FAMILIES

@@ -198,3 +198,56 @@ def test_a_failed_refit_leaves_the_previous_fit_intact():
 def test_bad_hyperparameters_are_named_at_fit(params, error, message):
     with pytest.raises(error, match=message):
         small(**params).fit(data(100))
+
+
+def test_context_columns_condition_on_the_last_columns_in_raw_units():
+    x = nf.datasets.get("moons").sample(2000, rng=0)
+    raw = x * [1.0, 100.0] + [0.0, 1000.0]  # the context column far from standardized
+    est = FlowDensity(context_columns=1, epochs=10, random_state=0).fit(raw)
+    assert est.n_features_in_ == 2 and est.flow_.context_dim == 1
+    np.testing.assert_allclose(est.context_mean_, raw[:, 1:].mean(axis=0))
+    # The context map is folded into the flow: flow_ takes the raw context.
+    log_p = est.score_samples(raw)
+    np.testing.assert_array_equal(log_p, est.flow_.log_prob(raw[:, :1], context=raw[:, 1:]))
+    # log p(x0 | x1) beats the marginal log p(x0) by what x1 tells about x0.
+    marginal = FlowDensity(epochs=10, random_state=0).fit(raw[:, :1]).score(raw[:, :1])
+    assert est.score(raw) > marginal + 0.3
+    # Given x1 = -0.4 (the lower moon's bottom, x0 near 1) samples lie right of those given
+    # x1 = 0.9 (the upper moon's top, x0 near 0).
+    below = est.sample(400, random_state=1, context=[960.0])
+    above = est.sample(400, random_state=1, context=[[1090.0]])
+    assert below.shape == (400, 1) and np.median(below) > np.median(above) + 0.4
+    assert np.array_equal(below, est.sample(400, random_state=1, context=np.full((400, 1), 960.0)))
+    with pytest.raises(ValueError, match="conditional"):
+        est.sample(3)
+    with pytest.raises(ValueError, match="not conditional"):
+        FlowDensity(epochs=1, random_state=0).fit(x).sample(3, context=[0.0])
+
+
+def test_context_columns_are_checked_by_name():
+    x = nf.datasets.get("moons").sample(50, rng=0)
+    with pytest.raises(ValueError, match="leaves no data column"):
+        FlowDensity(context_columns=2, epochs=1).fit(x)
+    with pytest.raises(TypeError, match="context_columns"):
+        FlowDensity(context_columns=1.0, epochs=1).fit(x)
+    with pytest.raises(ValueError, match="takes no context"):
+        FlowDensity(flow="spline", context_columns=1, epochs=1).fit(x)
+    with pytest.raises(ValueError, match="column 1 of the context is"):
+        FlowDensity(context_columns=1, epochs=1).fit(np.c_[x, np.ones(50)])
+
+
+@pytest.mark.parametrize("name", ["nsf", "maf", "iaf-spline"])
+def test_absorbed_context_map_gives_the_same_densities_on_the_raw_context(name):
+    from npflows.context_map import absorb_context_map, context_map_from_data
+
+    rng = np.random.default_rng(0)
+    flow = nf.flow_names.build(name, 2, context_dim=2, hidden=(8,), rng=0)
+    for leaf in nf.tree.leaves(flow.params):
+        leaf += 0.1 * rng.standard_normal(leaf.shape)  # a conditioner that reads the context
+    context = rng.normal([1000.0, -3.0], [50.0, 0.01], (20, 2))
+    x = rng.standard_normal((20, 2))
+    context_map = context_map_from_data(context)
+    before = flow.log_prob(x, context=context_map.inverse(context)[0])
+    absorb_context_map(flow, context_map)
+    np.testing.assert_allclose(flow.log_prob(x, context=context), before, rtol=1e-9, atol=1e-9)
+    assert np.abs(before - flow.log_prob(x, context=context_map.inverse(context)[0])).max() > 1e-3

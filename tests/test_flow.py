@@ -142,7 +142,8 @@ def test_density_of_a_trained_2d_spline_flow_integrates_to_one():
 def test_a_bad_sample_count_is_refused_naming_it(n):
     flow, _ = affine_flow(2, np.random.default_rng(14))
     for method in (flow.sample, flow.sample_and_log_prob):
-        with pytest.raises(ValueError, match="n must be a non-negative integer"):
+        # A bool or a non-number is a TypeError, another number a ValueError (layer.check_int).
+        with pytest.raises((TypeError, ValueError), match="n must be a non-negative integer"):
             method(n, rng=0)
     assert flow.sample(np.int64(3), rng=0).shape == (3, 2)
 
@@ -168,5 +169,21 @@ def test_flow_arguments_are_checked_by_name():
 @pytest.mark.parametrize("factory", [nf.flows.RealNVP, nf.flows.NICE, nf.flows.MAF, nf.flows.IAF])
 @pytest.mark.parametrize("n_layers", [True, np.inf, 2.5, 0])
 def test_flow_factories_refuse_a_bad_layer_count_by_name(factory, n_layers):
-    with pytest.raises(ValueError, match="n_layers must be a positive integer"):
+    with pytest.raises((TypeError, ValueError), match="n_layers must be a positive integer"):
         factory(2, n_layers=n_layers, hidden=(4,), rng=0)
+
+
+@pytest.mark.parametrize("one", [[0.5, -1.0], [[0.5, -1.0]]])
+def test_one_context_row_is_used_for_every_sample(one):
+    flow = nf.flows.RealNVP(2, n_layers=2, hidden=(8,), context_dim=2, rng=0)
+    every = np.tile([[0.5, -1.0]], (5, 1))
+    x = flow.sample(5, rng=3, context=one)
+    assert x.shape == (5, 2) and np.array_equal(x, flow.sample(5, rng=3, context=every))
+    x2, log_p = flow.sample_and_log_prob(5, rng=3, context=np.asarray(one))
+    assert np.array_equal(x2, x)
+    np.testing.assert_allclose(log_p, flow.log_prob(x, context=every), rtol=1e-10, atol=1e-10)
+    assert flow.sample(0, rng=3, context=one).shape == (0, 2)
+    with pytest.raises(ValueError, match="context must have shape"):
+        flow.sample(5, rng=3, context=[0.5, -1.0, 2.0])
+    with pytest.raises(ValueError, match="5 rows"):
+        flow.sample(5, rng=3, context=np.zeros((2, 2)))

@@ -334,3 +334,13 @@ def test_fit_pixels_initializes_on_the_training_set_and_keeps_the_best_validatio
     assert len(history.train_nll) == len(history.val_bits_per_dim) == 4
     with pytest.raises(ValueError, match="patience"):
         fit_pixels(flow, train, validation, 17, epochs=1, patience=0)
+
+
+def test_invert_swaps_the_event_and_latent_shapes_of_an_image_layer():
+    squeeze = nf.Squeeze((1, 4, 4))
+    inverted = nf.Invert(squeeze)
+    assert (inverted.event_shape, inverted.latent_shape) == ((4, 2, 2), (1, 4, 4))
+    x = np.random.default_rng(0).normal(size=(2, 4, 2, 2))
+    z, log_det = inverted.inverse(x)  # Squeeze's forward: unsqueeze to (1, 4, 4)
+    assert z.shape == (2, 1, 4, 4) and np.array_equal(log_det, np.zeros(2))
+    assert np.array_equal(inverted.forward(z)[0], x)

@@ -44,37 +44,64 @@ class RawFormatter(argparse.RawTextHelpFormatter):
 
 
 # -- building, loading and running flows -----------------------------------------------------------
-def build_prebuilt(name: str, dim: int, hidden: int, n_layers: int | None, rng: RNGLike) -> Flow:
+def build_prebuilt(
+    name: str, dim: int, hidden: int, n_layers: int | None, rng: RNGLike, context_dim: int = 0
+) -> Flow:
     """The prebuilt flow ``name`` (one of ``FLOWS``), with two hidden layers of ``hidden`` units
-    in its conditioner networks and ``n_layers`` layers (None: the builder's default)."""
+    in its conditioner networks and ``n_layers`` layers (None: the builder's default), conditional
+    on a context of ``context_dim`` values when that is > 0."""
     options = {} if n_layers is None else {"n_layers": n_layers}
-    return build(name, dim, hidden=(hidden, hidden), rng=rng, **options)
+    if context_dim:
+        options["context_dim"] = context_dim
+    try:
+        return build(name, dim, hidden=(hidden, hidden), rng=rng, **options)
+    except TypeError as error:
+        if not context_dim or "context_dim" not in str(error):
+            raise
+        raise ValueError(
+            f"the {name} flow takes no context; with --context-columns use nsf, realnvp, nice, "
+            "piecewise-linear, maf, maf-spline, iaf or iaf-spline"
+        ) from None
 
 
 def load_flow(path: Path) -> Flow:
-    """The unconditional :class:`Flow` saved at ``path``."""
+    """The :class:`Flow` saved at ``path`` (conditional or not)."""
     model = load(path)
     if not isinstance(model, Flow):
         raise ValueError(f"{path} holds a {type(model).__name__}, not a Flow")
-    if model.context_dim:
-        raise ValueError(f"{path} is a conditional flow; the command line has no context to give")
     return model
 
 
-def log_prob_in_chunks(flow: Flow, x: np.ndarray) -> np.ndarray:
-    """``flow.log_prob(x)`` (N,), computed ``CHUNK_ROWS`` rows at a time: the same numbers up to
-    rounding (BLAS may add in another order for another number of rows)."""
+def split_columns(rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(points, context) of rows (N, D + k) of a file: the context is the last ``k`` columns (None
+    for k = 0), as ``fit --context-columns k`` reads them."""
+    return (rows[:, :-k], rows[:, -k:]) if k else (rows, None)
+
+
+def log_prob_in_chunks(flow: Flow, x: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
+    """``flow.log_prob(x, context)`` (N,), computed ``CHUNK_ROWS`` rows at a time: the same
+    numbers up to rounding (BLAS may add in another order for another number of rows)."""
+    rows = range(0, len(x), CHUNK_ROWS)
     return np.concatenate(
-        [flow.log_prob(x[i : i + CHUNK_ROWS]) for i in range(0, len(x), CHUNK_ROWS)]
+        [
+            flow.log_prob(
+                x[i : i + CHUNK_ROWS], None if context is None else context[i : i + CHUNK_ROWS]
+            )
+            for i in rows
+        ]
         or [np.zeros(0)]
     )
 
 
-def sample_in_chunks(flow: Flow, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``flow.sample(n, rng)`` (n, D), drawn ``CHUNK_ROWS`` rows at a time from the one ``rng``
-    (its normal draws come in the same order, so the points are those of one call, up to the
-    rounding of BLAS on another number of rows)."""
-    chunks = [flow.sample(min(CHUNK_ROWS, n - i), rng) for i in range(0, n, CHUNK_ROWS)]
+def sample_in_chunks(
+    flow: Flow, n: int, rng: np.random.Generator, context: np.ndarray | None = None
+) -> np.ndarray:
+    """``flow.sample(n, rng, context)`` (n, D) for one ``context`` row (or None), drawn
+    ``CHUNK_ROWS`` rows at a time from the one ``rng`` (its normal draws come in the same order, so
+    the points are those of one call, up to the rounding of BLAS on another number of rows)."""
+    chunks = [
+        flow.sample(min(CHUNK_ROWS, n - i), rng, context=context) for i in range(0, n, CHUNK_ROWS)
+    ]
     return np.concatenate(chunks) if chunks else np.zeros((0, flow.dim))
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import scipy.linalg
 
 from .. import datasets, plotting
+from ..context_map import absorb_context_map, context_map_from_data
 from ..flow import Flow
 from ..io import save
 from ..layers.standardize import Standardize, standardized
@@ -29,6 +30,7 @@ from .common import (
     listed,
     log_prob_in_chunks,
     positive_float,
+    split_columns,
     staged_output,
     stderr,
 )
@@ -63,7 +65,15 @@ def fit_command(args: argparse.Namespace) -> int:
     The model goes to DIR/model.npz and a plot of the data, q and samples of q to DIR/density.png
     (1-D and 2-D data). They are written to a hidden directory inside DIR and moved into place only
     when training succeeded: a run that diverges (a NaN or inf, or no epoch whose validation NLL
-    comes within 0.1 nats per coordinate of the start's) exits 1 and leaves DIR as it was."""
+    comes within 0.1 nats per coordinate of the start's) exits 1 and leaves DIR as it was.
+
+    Conditional flows: with --context-columns C the last C columns of the file are a context c and
+    the flow is a density q(x | c) of the other columns (nsf by default). The context columns are
+    standardized too (their training means and standard deviations) and that fixed map is folded
+    into the flow's conditioner networks (npflows.context_map), so the saved model takes the
+    context in the file's units: sample MODEL -n 5 --context 0.5 and score MODEL FILE (rows laid
+    out as in the training file). The Gaussian baseline is then the conditional Gaussian of x given
+    c (a Gaussian of the rows (x, c), conditioned); no density.png is drawn."""
     if args.data in images.IMAGE_DATA or args.flow in images.IMAGE_FLOWS:
         return images.fit_command(args)
     rng_data, rng_test, rng_fit, rng_init = map(
@@ -71,14 +81,23 @@ def fit_command(args: argparse.Namespace) -> int:
     )
     dataset, x_train, x_test = load_data(args, rng_data, rng_test)
     name = args.data.stem if dataset is None else args.data
+    k = args.context_columns
+    if k >= x_train.shape[1]:
+        raise ValueError(
+            f"--context-columns {k} leaves no data column: {args.data} has {x_train.shape[1]} "
+            "column(s)"
+        )
+    rows_train, rows_test = x_train, x_test
+    (x_train, c_train), x_test = split_columns(x_train, k), split_columns(x_test, k)[0]
     dim = x_train.shape[1]
     opts = {  # the options whose default depends on the dimension (n_train: see load_data)
-        k: DEFAULTS[k][dim > 1] if getattr(args, k) is None else getattr(args, k)
-        for k in ("flow", "epochs", "batch_size", "lr")
+        key: DEFAULTS[key][dim > 1 or k > 0] if getattr(args, key) is None else getattr(args, key)
+        for key in ("flow", "epochs", "batch_size", "lr")
     }
     flow = standardized(
-        build_prebuilt(opts["flow"], dim, args.hidden, args.layers, rng_init), x_train
+        build_prebuilt(opts["flow"], dim, args.hidden, args.layers, rng_init, k), x_train
     )
+    context_map = None if c_train is None else context_map_from_data(c_train)
     if not flow.has_inverse_vjp:
         raise ValueError(
             f"the {opts['flow']} flow has no inverse_vjp (its density takes D passes), so it "
@@ -89,6 +108,7 @@ def fit_command(args: argparse.Namespace) -> int:
         print(
             f"fitting a {opts['flow']} flow to {len(x_train)} points of {name!r} in {dim}-D "
             f"(10% held out for validation; seed {args.seed})"
+            + (f", conditional on the last {k} column(s)" if k else "")
         )
         try:
             with warnings.catch_warnings():  # "did not improve" is judged and reported below
@@ -96,6 +116,7 @@ def fit_command(args: argparse.Namespace) -> int:
                 history = fit(
                     flow,
                     x_train,
+                    context=None if context_map is None else context_map.inverse(c_train)[0],
                     epochs=opts["epochs"],
                     batch_size=opts["batch_size"],
                     lr=opts["lr"],
@@ -117,14 +138,20 @@ def fit_command(args: argparse.Namespace) -> int:
                     f"{opts['lr']:g}). Nothing was written to {out}."
                 )
             print("note: no epoch improved on the starting model, which is kept")
-        nll = report_test(flow, x_train, x_test, dataset)
+        if context_map is not None:
+            absorb_context_map(flow, context_map)  # the saved model takes the raw context
+        nll = report_test(flow, rows_train, rows_test, dataset, k)
         save(flow, stage / "model.npz")
         title = f"{name}, {opts['flow']} flow: test NLL {nll:.3f} nats"
-        plotted = dim <= 2 and plotting.plot_fit(
-            stage / "density.png", flow, x_test, title, dataset, rng_init
+        plotted = (
+            dim <= 2
+            and not k
+            and plotting.plot_fit(stage / "density.png", flow, x_test, title, dataset, rng_init)
         )
     print(f"saved {out / 'model.npz'}")
-    if dim > 2:
+    if k:
+        print("no density.png: the plot shows unconditional flows")
+    elif dim > 2:
         print(f"no density.png: the plot shows 1-D and 2-D data, not {dim}-D")
     elif plotted:
         print(f"saved {out / 'density.png'}")
@@ -136,8 +163,10 @@ def fit_command(args: argparse.Namespace) -> int:
 def load_data(args: argparse.Namespace, rng_data, rng_test):
     """(the built-in data set, or None for a file; training points; test points)."""
     if isinstance(args.data, str):
-        if args.skip_columns:
-            raise UsageError("--skip-columns applies to a file, not to a built-in data set")
+        if args.skip_columns or args.context_columns:
+            raise UsageError(
+                "--skip-columns and --context-columns apply to a file, not to a built-in data set"
+            )
         dataset = datasets.get(args.data)
         n_train = DEFAULTS["n_train"][dataset.dim > 1] if args.n_train is None else args.n_train
         n_test = N_TEST if args.n_test is None else args.n_test
@@ -159,24 +188,36 @@ def load_data(args: argparse.Namespace, rng_data, rng_test):
 
 
 def report_test(
-    flow: Flow, x_train: np.ndarray, x_test: np.ndarray, dataset: datasets.Dataset | None
+    flow: Flow,
+    x_train: np.ndarray,
+    x_test: np.ndarray,
+    dataset: datasets.Dataset | None,
+    context_columns: int = 0,
 ) -> float:
     """Print the test NLL beside a Gaussian baseline's and, where the data's density p is known,
     its entropy and KL(p‖q), estimated by the mean of log p − log q over the test points (samples
-    of p, so log p is finite even where p has bounded support); return the NLL."""
-    log_q = log_prob_in_chunks(flow, x_test)  # (n_test,)
+    of p, so log p is finite even where p has bounded support); return the NLL.
+
+    With ``context_columns`` k > 0 the rows' last k columns are the context c, the NLL is that of
+    q(x | c), and the baseline the conditional Gaussian: log N(x | c) = log N(x, c) − log N(c), the
+    joint and its marginal fitted to the training rows."""
+    k = context_columns
+    log_q = log_prob_in_chunks(flow, *split_columns(x_test, k))  # (n_test,)
     nll = -float(log_q.mean())
     print(
         f"test NLL      {nll:.4f} ± {stderr(log_q):.4f} nats ({len(x_test)} points, "
         "± one standard error)"
     )
     log_g = gaussian_log_density(x_train, x_test)
+    if k and log_g is not None:
+        log_c = gaussian_log_density(x_train[:, -k:], x_test[:, -k:])
+        log_g = None if log_c is None else log_g - log_c
     if log_g is None:
         print("Gaussian NLL  none: the training points' covariance is singular")
     else:
         print(
             f"Gaussian NLL  {-log_g.mean():.4f} ± {stderr(log_g):.4f} nats (baseline: a "
-            "full-covariance Gaussian fitted to the training points)"
+            f"full-covariance Gaussian{' of x given c' if k else ''} fitted to the training points)"
         )
     if dataset is None or dataset.log_density is None:
         print("(the data's density is not known, so there is no KL(p‖q) to report)")
@@ -253,6 +294,16 @@ def add_parsers(commands) -> None:
         help=f"Adam's step size; {per_dim_default('lr')}",
     )
     add_skip_columns(p)
+    p.add_argument(
+        "--context-columns",
+        type=int_at_least(0),
+        default=0,
+        metavar="C",
+        help="fit a conditional flow q(x | c): the last C columns of the file\n"
+        "(after --skip-columns) are the context c, the others the points x;\n"
+        "the context is standardized and the saved model takes it raw\n"
+        "(sample MODEL --context ..., score MODEL FILE) (default: 0)",
+    )
     add_training_options(p, "the data, the split, the flow and the batches", "runs/<data>")
 
 

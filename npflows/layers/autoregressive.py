@@ -87,7 +87,8 @@ class MAF(_Autoregressive):
     log|det ∂x/∂z| = Σ_i log g′(z_i; θ_i) (forward); the inverse's is its negative.
 
     Args:
-        dim: D. transformer: g, with P raw parameters per coordinate.
+        dim: D.
+        transformer: g, with P raw parameters per coordinate.
         hidden, activation, order, context_dim, rng: the :class:`npflows.nn.MADE` conditioner, whose
             output (N, D·P) is reshaped to θ (N, D, P). It starts at g's identity parameters.
     ``params == {"net": {"weights": [...], "biases": [...]}}``.

@@ -27,6 +27,14 @@ class Invert(Layer):
     def get_config(self) -> dict:
         return {"layer": describe(self.layer)}
 
+    @property
+    def event_shape(self) -> tuple[int, ...]:  # the wrapped layer's z side is this one's x side
+        return self.layer.latent_shape
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return self.layer.event_shape
+
     def _forward(self, z, context):
         return self.layer._inverse(z, context)
 

@@ -122,7 +122,7 @@ class Standardize(Layer):
             raise ValueError(
                 f"{name} row {row}, column {col + 1} is too far from the mean for this "
                 f"Standardize (mean {self.mean[col]:.3g}, scale {self.scale[col]:.3g}): its image "
-                f"overflows {h.dtype}"
+                f"overflows {h.dtype} (see docs/ranges.md)"
             )
         return out
 

@@ -14,15 +14,6 @@ def _real(value, name: str) -> float:
     return float(value)
 
 
-def positive_int(value, name: str) -> int:
-    """``value`` as an int ≥ 1 (a whole float such as 4.0 is accepted), or TypeError (not a real
-    number, or a bool) / ValueError (fractional, infinite, NaN or < 1), naming it."""
-    number = _real(value, name)
-    if not (np.isfinite(number) and number == int(number) and number >= 1):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(number)
-
-
 def positive_finite(value, name: str, none_ok: bool = False) -> float | None:
     """``value`` as a float in (0, ∞), or None when ``none_ok``; TypeError or ValueError naming it."""
     if value is None and none_ok:

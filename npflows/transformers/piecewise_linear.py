@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import in_open_interval, positive_finite, positive_int
+from ..layer import check_int
+from ._checks import in_open_interval, positive_finite
 from ._math import softmax, softmax_vjp, take
 from .base import Transformer
 
@@ -40,7 +41,7 @@ class PiecewiseLinearTransformer(Transformer):
     """
 
     def __init__(self, bins: int = 5, bound: float | None = None, *, min_mass: float = 1e-3):
-        self.bins = positive_int(bins, "bins")
+        self.bins = check_int(bins, "bins")
         self.bound = positive_finite(bound, "bound", none_ok=True)
         self.min_mass = in_open_interval(min_mass, "min_mass", 0.0, 1.0 / self.bins)
         self.blocks = (("masses", (self.bins,)),)
@@ -56,7 +57,7 @@ class PiecewiseLinearTransformer(Transformer):
             if outside.any():
                 raise ValueError(
                     f"{name} must lie in [0, 1] for a piecewise-linear map with bound=None; "
-                    f"{int(outside.sum())} value(s) do not, e.g. {v[outside][0]!r}"
+                    f"{int(outside.sum())} value(s) do not, e.g. {float(v[outside][0])!r}"
                 )
 
     def check_domain(self, u, name):

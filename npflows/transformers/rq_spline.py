@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import in_open_interval, positive_finite, positive_int
+from ..layer import check_int
+from ._checks import in_open_interval, positive_finite
 from ._math import softmax_vjp
 from .base import Transformer
 
@@ -73,7 +74,8 @@ class RQSplineTransformer(Transformer):
     Args:
         bins: K ≥ 1.
         bound: B > 0, the tail bound.
-        min_width, min_height: m_w, m_h in (0, 1/K). min_derivative: m_d in (0, 1).
+        min_width, min_height: m_w, m_h in (0, 1/K).
+        min_derivative: m_d in (0, 1).
     """
 
     def __init__(
@@ -84,7 +86,7 @@ class RQSplineTransformer(Transformer):
         min_height: float = 1e-3,
         min_derivative: float = 1e-3,
     ):
-        self.bins = positive_int(bins, "bins")
+        self.bins = check_int(bins, "bins")
         self.bound = positive_finite(bound, "bound")
         self.min_width = in_open_interval(min_width, "min_width", 0.0, 1.0 / self.bins)
         self.min_height = in_open_interval(min_height, "min_height", 0.0, 1.0 / self.bins)

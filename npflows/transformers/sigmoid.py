@@ -39,7 +39,7 @@ class SigmoidTransformer(Transformer):
         if outside.any():
             raise ValueError(
                 f"{name} must lie strictly inside ({self.low}, {self.high}); "
-                f"{int(outside.sum())} value(s) do not, e.g. {y[outside][0]!r}"
+                f"{int(outside.sum())} value(s) do not, e.g. {float(y[outside][0])!r}"
             )
 
     def forward_vjp(self, u, theta):
