@@ -21,10 +21,18 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .golden import check_against_golden
 from .layer import as_rng
 from .tree import Tree, leaves, tree_map
 
-__all__ = ["check_bijection", "check_layer", "check_vjp", "jacobian_fd", "relative_error"]
+__all__ = [
+    "check_against_golden",
+    "check_bijection",
+    "check_layer",
+    "check_vjp",
+    "jacobian_fd",
+    "relative_error",
+]
 
 
 def relative_error(a, b, floor: float = 1.0) -> float:

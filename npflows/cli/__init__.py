@@ -5,6 +5,8 @@
   sample       draw points from a saved model
   score        the log-density of each row of a file under a saved model
   fit-density  train a flow by reverse KL to an unnormalized target density
+  check-model  score a zuko or nflows model independently, from its exported arrays
+  golden       write the conformance pack: reference vectors for every layer and transformer
 
 Exit codes: 0 on success, 2 for a usage error, 1 (with one "error: ..." line) for a failure, 130
 when interrupted (Ctrl-C).
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..train import TrainingDiverged
-from . import fit_data, fit_density, saved_model
+from . import check_model, fit_data, fit_density, golden, saved_model
 from .common import RawFormatter, UsageError
 
 __all__ = ["build_parser", "main"]
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=RawFormatter)
     parser.add_argument("--version", action="version", version=f"npflows {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (fit_data, saved_model, fit_density):
+    for module in (fit_data, saved_model, fit_density, check_model, golden):
         module.add_parsers(commands)
     return parser
 
