@@ -50,7 +50,10 @@ class InvConv1x1(ImageLayer):
         }
 
     def _per_pixel(self, h, linear_vjp):
-        """Run ``linear_vjp`` on every pixel's channel vector: (N, C, H, W) ↔ (N·H·W, C) rows."""
+        """Run ``linear_vjp`` on every pixel's channel vector: (N, C, H, W) ↔ (N·H·W, C) rows.
+
+        It is the LU layer's unchecked pass, as a Flow calls its layers: the image was checked
+        once at this layer's public boundary, so the rows are not checked again."""
         n, (c, height, width) = len(h), self.shape
         rows = h.transpose(0, 2, 3, 1).reshape(-1, c)
         out_rows, log_det_rows, rows_pullback = linear_vjp(rows)
@@ -68,7 +71,7 @@ class InvConv1x1(ImageLayer):
         return out, log_det, pullback
 
     def _forward_vjp(self, z, context):
-        return self._per_pixel(z, self.linear.forward_vjp)
+        return self._per_pixel(z, lambda rows: self.linear._forward_vjp(rows, None))
 
     def _inverse_vjp(self, x, context):
-        return self._per_pixel(x, self.linear.inverse_vjp)
+        return self._per_pixel(x, lambda rows: self.linear._inverse_vjp(rows, None))
