@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .layer import RNGLike, as_rng
+from .layer import RNGLike, as_rng, check_int
 
 __all__ = ["ConvNet", "conv2d", "conv2d_vjp"]
 
@@ -106,11 +106,11 @@ class ConvNet:
         out_bias=None,
         rng: RNGLike = None,
     ):
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(hidden, bool) or int(hidden) != hidden or hidden < 1:
-            raise ValueError(f"hidden must be a positive integer, got {hidden!r}")
+        in_channels, out_channels = (
+            check_int(in_channels, "in_channels"),
+            check_int(out_channels, "out_channels"),
+        )
+        hidden = check_int(hidden, "hidden")
         rng = as_rng(rng)
         widths = [int(in_channels), int(hidden), int(hidden), int(out_channels)]
         kernels = []

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from .flow import Flow
 from .layer import Layer, RNGLike, as_rng, check_int
 from .layers import autoregressive
@@ -335,9 +333,7 @@ PRIORS = ("conditional", "base")
 
 def _check_levels(shape, levels, squeezes):
     """Raise unless ``levels`` is a positive int and H, W survive ``squeezes(levels)`` halvings."""
-    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
-        raise ValueError(f"levels must be a positive integer, got {levels!r}")
-    n, (_, h, w) = squeezes(int(levels)), shape
+    n, (_, h, w) = squeezes(check_int(levels, "levels")), shape
     if h % 2**n or w % 2**n:
         raise ValueError(
             f"{levels} levels squeeze {n} times, so H and W must be multiples of {2**n}; "
@@ -388,8 +384,7 @@ def Glow(
     _check_levels(shape, levels, lambda n: n)
     if prior not in PRIORS:
         raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
-    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    steps = check_int(steps, "steps")
     rng = as_rng(rng)
 
     def level(shape, left):  # the layers of this level and the coarser ones, z → x order
@@ -442,8 +437,7 @@ def MultiScaleRealNVP(
     _check_levels(shape, levels, lambda n: n - 1)
     if prior not in PRIORS:
         raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
-    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    steps = check_int(steps, "steps")
     rng = as_rng(rng)
 
     def couplings(s, mask, count):  # normalizing order
