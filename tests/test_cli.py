@@ -663,3 +663,6 @@ def test_context_columns_apply_to_files_only(capsys):
     with pytest.raises(SystemExit):
         cli.main(["fit", "--data", "moons", "--context-columns", "1"])
     assert "--context-columns apply to a file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "--data", "digits", "--context-columns", "1"])
+    assert "--context-columns applies to a file of points, not to images" in capsys.readouterr().err

@@ -75,6 +75,8 @@ def fit_command(args: argparse.Namespace) -> int:
     out as in the training file). The Gaussian baseline is then the conditional Gaussian of x given
     c (a Gaussian of the rows (x, c), conditioned); no density.png is drawn."""
     if args.data in images.IMAGE_DATA or args.flow in images.IMAGE_FLOWS:
+        if args.context_columns:
+            raise UsageError("--context-columns applies to a file of points, not to images")
         return images.fit_command(args)
     rng_data, rng_test, rng_fit, rng_init = map(
         np.random.default_rng, np.random.SeedSequence(args.seed).spawn(4)
