@@ -39,6 +39,7 @@ DOCUMENTED = re.compile(
     re.escape("docs/ranges.md") + r"|must lie (in|strictly inside)|accepts inputs with \|entries\|"
 )
 ALL_CASES = CASES | IMAGE_CASES
+GRADIENT_BEYOND_FLOAT64_AT_50 = {"Planar"}  # whose values stay finite, but not every gradient
 
 
 def _open(low, high):
@@ -219,7 +220,16 @@ def test_edge_inputs(name, seed, at_50, rows_seed):
             in_range, out_of_range = edge_pool(case, domain, limit)
             context = rng.normal(size=(ROWS, layer.context_dim)) if layer.context_dim else None
             h = rows_from(in_range, ROWS, rows_rng, shape, domain)
-            for result in evaluate(layer, direction, h, context):
+            try:
+                in_range_results = evaluate(layer, direction, h, context)
+            except ValueError as error:
+                # docs/ranges.md: at raw parameters of ±50 Planar's true gradient can exceed the
+                # float64 range (∂ log-det/∂m ≈ e^{−wᵀu}); it is refused as an overflow.
+                if not (at_50 and name in GRADIENT_BEYOND_FLOAT64_AT_50):
+                    raise
+                assert "the pullback's gradient overflows" in str(error), str(error)
+                in_range_results = getattr(layer, direction)(h, context)  # values stay finite
+            for result in in_range_results:
                 assert np.all(np.isfinite(result)), (direction, bad_rows(h, result))
             everything = np.concatenate([in_range, out_of_range])
             for row in rows_from(everything, LOOSE_ROWS, rows_rng, shape, domain):

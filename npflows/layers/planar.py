@@ -20,6 +20,20 @@ def _sech2(a):
     return 4.0 * e / (1.0 + e) ** 2
 
 
+def _log_det(a, s):
+    """log(1 + ûᵀψ) = log(1 + m sech²a) = log(tanh²a + softplus(s) sech²a), with m = softplus(s) − 1.
+
+    The second form has no cancellation: where softplus(s) underflows (s ≪ 0, so m rounds to −1)
+    the first gives log 0 at a = 0, while the true value, about s + log sech²a, is finite. It is
+    formed in log space: log tanh²a and log softplus(s) + log sech²a, joined by log-sum-exp."""
+    abs_a = np.abs(a)
+    log_sech2 = 2.0 * (np.log(2.0) - abs_a - np.log1p(np.exp(-2.0 * abs_a)))
+    log_softplus = s if s < -30.0 else np.log(np.logaddexp(0.0, s))  # log log1p(eˢ) ≈ s below −30
+    with np.errstate(divide="ignore"):  # log tanh²(0) = −inf is a valid term of the sum
+        log_tanh2 = 2.0 * np.log(np.abs(np.tanh(a)))
+    return np.logaddexp(log_tanh2, log_softplus + log_sech2)
+
+
 class Planar(Layer):
     """x = z + û tanh(wᵀz + b), invertible because wᵀû ≥ −1 (Rezende & Mohamed 2015, appendix A).
 
@@ -74,8 +88,8 @@ class Planar(Layer):
         t = np.tanh(a)
         x = z + t[:, None] * u_hat  # (N, D)
         sech2 = _sech2(a)
-        q = 1.0 + sech2 * m  # 1 + ûᵀψ, > 0 since m > −1 and sech² ≤ 1
-        log_det = np.log1p(sech2 * m)
+        log_det = _log_det(a, s)
+        q = np.exp(log_det)  # 1 + ûᵀψ, > 0 since m > −1 and sech² ≤ 1
 
         def pullback(grad_x, grad_log_det):
             # x = z + t û: ∂L/∂û = Σ_n t_n grad_x_n, ∂L/∂t_n = grad_x_n · û.
@@ -126,18 +140,18 @@ class Planar(Layer):
         return alpha
 
     def _inverse(self, x, context):
-        u_hat, m, *_ = self._constrained()
+        u_hat, m, s, *_ = self._constrained()
         alpha = self._solve_alpha(x, u_hat, m)
         a = alpha + self.params["b"][0]
         z = x - np.tanh(a)[:, None] * u_hat
-        return z, -np.log1p(_sech2(a) * m)
+        return z, -_log_det(a, s)
 
     def _inverse_vjp(self, x, context):
         z, log_det = self._inverse(x, context)
         _, _, forward_pullback = self._forward_vjp(z, context)
         u_hat, m, *_ = self._constrained()
         psi = _sech2(z @ self.params["w"] + self.params["b"][0])[:, None] * self.params["w"]
-        q = 1.0 + psi @ u_hat
+        q = np.exp(-log_det)  # 1 + ûᵀψ, formed without cancellation (_log_det)
 
         def solve_jacobian_transpose(rhs):
             # (I + û ψᵀ)ᵀ = I + ψ ûᵀ; Sherman–Morrison: (I + ψ ûᵀ)⁻¹ r = r − ψ (ûᵀ r)/(1 + ûᵀψ).
