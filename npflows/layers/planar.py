@@ -7,6 +7,8 @@ See docs/residual.md.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.special import expit
 
@@ -20,6 +22,9 @@ def _sech2(a):
     return 4.0 * e / (1.0 + e) ** 2
 
 
+LOG_2 = math.log(2.0)  # a Python float, so that float32 passes stay float32
+
+
 def _log_det(a, s):
     """log(1 + ûᵀψ) = log(1 + m sech²a) = log(tanh²a + softplus(s) sech²a), with m = softplus(s) − 1.
 
@@ -27,7 +32,7 @@ def _log_det(a, s):
     the first gives log 0 at a = 0, while the true value, about s + log sech²a, is finite. It is
     formed in log space: log tanh²a and log softplus(s) + log sech²a, joined by log-sum-exp."""
     abs_a = np.abs(a)
-    log_sech2 = 2.0 * (np.log(2.0) - abs_a - np.log1p(np.exp(-2.0 * abs_a)))
+    log_sech2 = 2.0 * (LOG_2 - abs_a - np.log1p(np.exp(-2.0 * abs_a)))
     log_softplus = s if s < -30.0 else np.log(np.logaddexp(0.0, s))  # log log1p(eˢ) ≈ s below −30
     with np.errstate(divide="ignore"):  # log tanh²(0) = −inf is a valid term of the sum
         log_tanh2 = 2.0 * np.log(np.abs(np.tanh(a)))
