@@ -9,6 +9,12 @@ floor says how much the rest (elementwise work, Python, allocation) costs on top
     python benchmarks/speed.py                 # every configuration, float64/float32, 1/2 threads
     python benchmarks/speed.py --only A B      # some of them
     python benchmarks/speed.py --one A float64 1   # one measurement as JSON (used internally)
+    python benchmarks/speed.py --only S --rounds 5 # MAF against IAF sampling, 5 fresh processes
+
+S times ``flow.sample(10_000)`` of a 16-D MAF (the sequential direction of each layer) and of the
+IAF of the same size (one MADE pass per layer), alternating the two in one process, and reports
+the ratio MAF / IAF (CPU time); ``--rounds`` repeats it in fresh processes and prints every round and the
+medians, so that a shared machine's load changes hit both flows alike.
 
 Thread counts are set with OPENBLAS_NUM_THREADS/OMP_NUM_THREADS in a fresh process per run, since
 BLAS reads them at import. Each run also sets MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_
@@ -34,7 +40,9 @@ CONFIGS = {
     "B": ("2-D NSF, 4 layers, 8 bins, hidden (64, 64), batch 512", "NSF", 2, 512),
     "D": ("64-D RealNVP, 5 layers, hidden (512, 512), batch 4096", "RealNVP", 64, 4096),
     "M": ("16-D MAF, 5 layers, hidden (128, 128), batch 1024", "MAF", 16, 1024),
+    "S": ("sampling 16-D MAF vs IAF, 5 layers, hidden (128, 128), 10k points", "MAF", 16, 10_000),
 }
+SAMPLING_ONLY = {"S"}  # measured in float64 on one thread: the sequential direction's cost
 
 
 def build(name):
@@ -84,10 +92,60 @@ def blas_floor(flow, batch, dtype, rng):
     return products
 
 
+def blas_library():
+    """The BLAS numpy calls and its kernel, from threadpoolctl (or numpy's config without it)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        import numpy as np
+
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas['name']} {blas['version']} (threadpoolctl not installed: kernel unknown)"
+    return "; ".join(
+        f"{i['internal_api']} {i['version']}, kernel {i.get('architecture')}, "
+        f"{i['num_threads']} thread(s)"
+        for i in threadpool_info()
+        if i["user_api"] == "blas"
+    )
+
+
+def measure_sampling(repeats=5):
+    """MAF and IAF sampling of 10,000 points, alternated, median ms of each and their ratio.
+
+    CPU time of this process (one BLAS thread), not wall time: on a shared machine the wall time
+    also counts the time other processes hold the core.
+    """
+    import numpy as np
+
+    from npflows.flows import IAF, MAF
+
+    maf = MAF(16, n_layers=5, hidden=(128, 128), rng=0)
+    iaf = IAF(16, n_layers=5, hidden=(128, 128), rng=0)
+    times = {"MAF": [], "IAF": []}
+    maf.sample(100, rng=1), iaf.sample(100, rng=1)
+    for _ in range(repeats):
+        for name, flow in (("MAF", maf), ("IAF", iaf)):
+            start = time.process_time()
+            flow.sample(10_000, rng=1)
+            times[name].append(time.process_time() - start)
+    maf_ms, iaf_ms = (1e3 * float(np.median(times[k])) for k in ("MAF", "IAF"))
+    return {
+        "config": "S",
+        "dtype": "float64",
+        "sample_10k_MAF_ms": maf_ms,
+        "sample_10k_IAF_ms": iaf_ms,
+        "ratio": maf_ms / iaf_ms,
+        "blas": blas_library(),
+    }
+
+
 def measure(name, dtype_name, repeats=30):
     import numpy as np
 
     from npflows.optim import Adam
+
+    if name in SAMPLING_ONLY:
+        return measure_sampling()
 
     dtype = np.dtype(dtype_name)
     _, _, dim, batch = CONFIGS[name]
@@ -121,12 +179,6 @@ def measure(name, dtype_name, repeats=30):
         step()
         result["peak_step_memory_MiB"] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
-    if name == "M":
-        from npflows.flows import IAF
-
-        iaf = IAF(dim, n_layers=5, hidden=(128, 128), rng=0).astype(dtype)
-        result["sample_10k_MAF_ms"] = median_ms(lambda: flow.sample(10_000, rng=1), 3)
-        result["sample_10k_IAF_ms"] = median_ms(lambda: iaf.sample(10_000, rng=1), 3)
     return result
 
 
@@ -144,14 +196,39 @@ def run_one_in_subprocess(name, dtype_name, threads, keep_freed_memory=True):
     return json.loads(out) | {"threads": threads}
 
 
+def sampling_table(rounds, keep_freed_memory):
+    """S: one row per fresh process (float64, one thread), then the medians over the rounds."""
+    import numpy as np
+
+    print(f"S: {CONFIGS['S'][0]}, float64, 1 thread")
+    print("| round | MAF sample ms | IAF sample ms | MAF / IAF |")
+    print("|---|---|---|---|")
+    rows = []
+    for i in range(rounds):
+        r = run_one_in_subprocess("S", "float64", 1, keep_freed_memory)
+        rows.append((r["sample_10k_MAF_ms"], r["sample_10k_IAF_ms"], r["ratio"]))
+        print(
+            f"| {i + 1} | {rows[-1][0]:.1f} | {rows[-1][1]:.1f} | {rows[-1][2]:.2f} |", flush=True
+        )
+    maf, iaf, ratio = np.median(rows, axis=0)
+    print(f"| median | {maf:.1f} | {iaf:.1f} | {ratio:.2f} |")
+    print(f"BLAS: {r['blas']}\n", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=sorted(CONFIGS), default=sorted(CONFIGS))
     parser.add_argument("--one", nargs=3, metavar=("CONFIG", "DTYPE", "THREADS"))
     parser.add_argument("--default-malloc", action="store_true", help="glibc's default trimming")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh processes for S")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(args.one[0], args.one[1])))
+        return
+    if SAMPLING_ONLY & set(args.only):
+        sampling_table(args.rounds, not args.default_malloc)
+        args.only = [name for name in args.only if name not in SAMPLING_ONLY]
+    if not args.only:
         return
     print(
         "| config | dtype | threads | step ms | BLAS floor ms | ratio | ms per conditioned layer | extra |"
