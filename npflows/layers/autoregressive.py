@@ -70,13 +70,17 @@ class _Autoregressive(NetConditioned):
         }
 
     def _sequential(self, h, context, direction):
-        """Solve out = g(h; θ(out)) (or g⁻¹) by D passes (see the module docstring)."""
+        """Solve out = g(h; θ(out)) (or g⁻¹) coordinate by coordinate (see the module docstring)."""
         part = self._checked_part(h, direction)
         transform = getattr(self.transformer, direction)
-        out = np.zeros_like(h)
-        for _ in range(self.dim):
-            out, log_deriv = transform(part, self._theta(out, context))
-        return out, log_deriv.sum(axis=1)
+        log_deriv = [None] * self.dim
+
+        def step(i, theta_i):
+            out_i, log_deriv[i] = transform(part[:, i : i + 1], theta_i[:, None, :])
+            return out_i[:, 0]
+
+        out = self.net.solve(step, len(part), dtype=part.dtype, context=context)
+        return out, np.concatenate(log_deriv, axis=1).sum(axis=1)
 
 
 class MAF(_Autoregressive):
