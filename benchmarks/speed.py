@@ -10,6 +10,7 @@ floor says how much the rest (elementwise work, Python, allocation) costs on top
     python benchmarks/speed.py --only A B      # some of them
     python benchmarks/speed.py --one A float64 1   # one measurement as JSON (used internally)
     python benchmarks/speed.py --only S --rounds 5 # MAF against IAF sampling, 5 fresh processes
+    python benchmarks/speed.py --only S --trees /tmp/before .   # two source trees, alternated
 
 S times ``flow.sample(10_000)`` of a 16-D MAF (the sequential direction of each layer) and of the
 IAF of the same size (one MADE pass per layer), alternating the two in one process, and reports
@@ -182,8 +183,10 @@ def measure(name, dtype_name, repeats=30):
     return result
 
 
-def run_one_in_subprocess(name, dtype_name, threads, keep_freed_memory=True):
+def run_one_in_subprocess(name, dtype_name, threads, keep_freed_memory=True, tree=None):
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    if tree is not None:  # import npflows from this source tree
+        env["PYTHONPATH"] = os.path.abspath(tree)
     if keep_freed_memory:
         env |= {"MALLOC_TRIM_THRESHOLD_": "4000000000", "MALLOC_MMAP_THRESHOLD_": "4000000000"}
     out = subprocess.run(
@@ -196,22 +199,27 @@ def run_one_in_subprocess(name, dtype_name, threads, keep_freed_memory=True):
     return json.loads(out) | {"threads": threads}
 
 
-def sampling_table(rounds, keep_freed_memory):
-    """S: one row per fresh process (float64, one thread), then the medians over the rounds."""
+def sampling_table(rounds, keep_freed_memory, trees):
+    """S: one row per fresh process (float64, one thread), then the medians over the rounds.
+
+    With several ``trees`` (npflows source trees, e.g. before and after a change), each round runs
+    every tree in turn, so that the machine's load changes hit all of them alike.
+    """
     import numpy as np
 
     print(f"S: {CONFIGS['S'][0]}, float64, 1 thread")
-    print("| round | MAF sample ms | IAF sample ms | MAF / IAF |")
-    print("|---|---|---|---|")
-    rows = []
+    print("| tree | round | MAF sample ms | IAF sample ms | MAF / IAF |")
+    print("|---|---|---|---|---|")
+    rows = {tree: [] for tree in trees}
     for i in range(rounds):
-        r = run_one_in_subprocess("S", "float64", 1, keep_freed_memory)
-        rows.append((r["sample_10k_MAF_ms"], r["sample_10k_IAF_ms"], r["ratio"]))
-        print(
-            f"| {i + 1} | {rows[-1][0]:.1f} | {rows[-1][1]:.1f} | {rows[-1][2]:.2f} |", flush=True
-        )
-    maf, iaf, ratio = np.median(rows, axis=0)
-    print(f"| median | {maf:.1f} | {iaf:.1f} | {ratio:.2f} |")
+        for tree in trees:
+            r = run_one_in_subprocess("S", "float64", 1, keep_freed_memory, tree)
+            row = (r["sample_10k_MAF_ms"], r["sample_10k_IAF_ms"], r["ratio"])
+            rows[tree].append(row)
+            print(f"| {tree} | {i + 1} | {row[0]:.1f} | {row[1]:.1f} | {row[2]:.2f} |", flush=True)
+    for tree in trees:
+        maf, iaf, ratio = np.median(rows[tree], axis=0)
+        print(f"| {tree} | median | {maf:.1f} | {iaf:.1f} | {ratio:.2f} |")
     print(f"BLAS: {r['blas']}\n", flush=True)
 
 
@@ -221,12 +229,15 @@ def main():
     parser.add_argument("--one", nargs=3, metavar=("CONFIG", "DTYPE", "THREADS"))
     parser.add_argument("--default-malloc", action="store_true", help="glibc's default trimming")
     parser.add_argument("--rounds", type=int, default=3, help="fresh processes for S")
+    parser.add_argument(
+        "--trees", nargs="+", default=[None], help="npflows source trees to alternate in S"
+    )
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(args.one[0], args.one[1])))
         return
     if SAMPLING_ONLY & set(args.only):
-        sampling_table(args.rounds, not args.default_malloc)
+        sampling_table(args.rounds, not args.default_malloc, args.trees)
         args.only = [name for name in args.only if name not in SAMPLING_ONLY]
     if not args.only:
         return

@@ -259,7 +259,10 @@ class MADE(MLP):
         Units are sorted by degree, so that "degree ≤ k − 1" is a prefix of each layer and "degree
         k − 1" a contiguous block, and every product is on slices: at step k, layer l costs
         n · |prefix of layer l−1| · |block of layer l|, which sums over k to about half a full
-        pass of unmasked products, and the output blocks sum to one full output product.
+        pass of unmasked products, and the output blocks sum to one full output product. The units
+        are stored transposed, one row of n values per unit, so that a block of units is
+        contiguous in memory: written and read in place, 3× faster than column blocks of (n, width)
+        arrays at n = 10,000 (benchmarks/README.md).
         """
         weights, biases = self._weights(), self.params["biases"]
         act = ACTIVATIONS[self.activation]
@@ -271,25 +274,31 @@ class MADE(MLP):
         ends = [
             np.searchsorted(np.sort(degree), np.arange(D), side="right") for degree in self.degrees
         ]
-        hidden_layers = range(1, len(self.degrees))
-        W = [weights[l - 1][sorted_units[l - 1]][:, sorted_units[l]] for l in hidden_layers]
-        b = [biases[l - 1][sorted_units[l]] for l in hidden_layers]
-        W_out = weights[-1][sorted_units[-1]]  # output columns stay coordinate-major
+        # Transposed weights (fan_out, fan_in) in the sorted orders: unit rows times input rows.
+        W_t = [
+            np.ascontiguousarray(w[rows][:, cols].T)
+            for w, rows, cols in zip(weights[:-1], sorted_units[:-1], sorted_units[1:], strict=True)
+        ]
+        W_t.append(np.ascontiguousarray(weights[-1][sorted_units[-1]].T))  # coordinate-major
+        b = [bias[cols, None] for bias, cols in zip(biases[:-1], sorted_units[1:], strict=True)]
+        b.append(biases[-1][:, None])
         dtype = np.result_type(dtype, *weights, *(() if context is None else (context,)))
-        units = [np.empty((n, len(degree)), dtype=dtype) for degree in self.degrees]
+        units = [np.empty((len(degree), n), dtype=dtype) for degree in self.degrees]
         if C:
-            units[0][:, :C] = context
+            units[0][:C] = context.T
         for k in range(D):  # k coordinates known: the units of degree k, then θ of the next one
-            for l in hidden_layers:
+            for l in range(1, len(units)):
                 lo, hi, n_in = ends[l][k - 1] if k else 0, ends[l][k], ends[l - 1][k]
                 if hi > lo:
-                    pre = _affine(units[l - 1][:, :n_in], W[l - 1][:n_in, lo:hi], b[l - 1][lo:hi])
-                    units[l][:, lo:hi] = act(pre)[0]
+                    pre = W_t[l - 1][lo:hi, :n_in] @ units[l - 1][:n_in]
+                    pre += b[l - 1][lo:hi]
+                    units[l][lo:hi] = act(pre)[0]
             i, n_in = self.order[k], ends[-1][k]
             block = slice(i * P, (i + 1) * P)
-            theta_i = _affine(units[-1][:, :n_in], W_out[:n_in, block], biases[-1][block])
-            units[0][:, C + k] = step(i, theta_i)
-        return units[0][:, C + self.degrees[0][:D] - 1]
+            theta_t = W_t[-1][block, :n_in] @ units[-1][:n_in]
+            theta_t += b[-1][block]
+            units[0][C + k] = step(i, theta_t.T)
+        return np.ascontiguousarray(units[0][C + self.degrees[0][:D] - 1].T)
 
     def get_config(self) -> dict:
         return {

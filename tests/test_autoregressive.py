@@ -122,13 +122,13 @@ def test_sequential_direction_in_float32(cls):
 
 
 class CountingActivation:
-    """Wraps an activation and counts the hidden units it is applied to (columns of its input)."""
+    """Wraps an activation and counts the values it computes (the entries of its input)."""
 
     def __init__(self, activation):
-        self.activation, self.units = activation, 0
+        self.activation, self.values = activation, 0
 
     def __call__(self, a):
-        self.units += a.shape[1]
+        self.values += a.size
         return self.activation(a)
 
 
@@ -143,11 +143,11 @@ def test_the_sequential_direction_computes_each_hidden_unit_once(
     rng = np.random.default_rng(3)
     x, c = rng.normal(size=(5, DIM)), rng.normal(size=(5, context_dim)) if context_dim else None
     getattr(ar, one_pass)(x, c)
-    assert counting.units == 12 + 10  # one full pass
-    counting.units = 0
+    assert counting.values == 5 * (12 + 10)  # one full pass over 5 points
+    counting.values = 0
     getattr(ar, SLOW[cls])(x, c)
-    # every unit is used (degrees < D), and the D-pass algorithm would compute D · 22
-    assert counting.units == 12 + 10
+    # every unit is used (degrees < D), each once; the D-pass algorithm computes D times as many
+    assert counting.values == 5 * (12 + 10)
     assert getattr(ar, f"has_{one_pass}_vjp")
     assert not getattr(ar, f"has_{SLOW[cls]}_vjp")
 
