@@ -13,9 +13,10 @@ floor says how much the rest (elementwise work, Python, allocation) costs on top
     python benchmarks/speed.py --only S --trees /tmp/before .   # two source trees, alternated
 
 S times ``flow.sample(10_000)`` of a 16-D MAF (the sequential direction of each layer) and of the
-IAF of the same size (one MADE pass per layer), alternating the two in one process, and reports
-the ratio MAF / IAF (CPU time); ``--rounds`` repeats it in fresh processes and prints every round and the
-medians, so that a shared machine's load changes hit both flows alike.
+IAF of the same size (one MADE pass per layer), and ``flow.log_prob`` of 10,000 points, sequential
+for the IAF and one pass for the MAF, alternating the four in one process, and reports the ratios
+sequential / one pass (CPU time); ``--rounds`` repeats it in fresh processes and prints every
+round and the medians, so that a shared machine's load changes hit all of them alike.
 
 Thread counts are set with OPENBLAS_NUM_THREADS/OMP_NUM_THREADS in a fresh process per run, since
 BLAS reads them at import. Each run also sets MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_
@@ -41,7 +42,7 @@ CONFIGS = {
     "B": ("2-D NSF, 4 layers, 8 bins, hidden (64, 64), batch 512", "NSF", 2, 512),
     "D": ("64-D RealNVP, 5 layers, hidden (512, 512), batch 4096", "RealNVP", 64, 4096),
     "M": ("16-D MAF, 5 layers, hidden (128, 128), batch 1024", "MAF", 16, 1024),
-    "S": ("sampling 16-D MAF vs IAF, 5 layers, hidden (128, 128), 10k points", "MAF", 16, 10_000),
+    "S": ("16-D MAF vs IAF, 5 layers, hidden (128, 128), 10k points", "MAF", 16, 10_000),
 }
 SAMPLING_ONLY = {"S"}  # measured in float64 on one thread: the sequential direction's cost
 
@@ -111,7 +112,9 @@ def blas_library():
 
 
 def measure_sampling(repeats=5):
-    """MAF and IAF sampling of 10,000 points, alternated, median ms of each and their ratio.
+    """The two sequential directions against the one-pass ones, 10,000 points, alternated:
+    sampling (MAF sequential, IAF one pass) and log_prob (IAF sequential, MAF one pass).
+    Median ms of each and the ratios sequential / one pass.
 
     CPU time of this process (one BLAS thread), not wall time: on a shared machine the wall time
     also counts the time other processes hold the core.
@@ -120,22 +123,31 @@ def measure_sampling(repeats=5):
 
     from npflows.flows import IAF, MAF
 
-    maf = MAF(16, n_layers=5, hidden=(128, 128), rng=0)
-    iaf = IAF(16, n_layers=5, hidden=(128, 128), rng=0)
-    times = {"MAF": [], "IAF": []}
-    maf.sample(100, rng=1), iaf.sample(100, rng=1)
+    flows = {"MAF": MAF(16, n_layers=5, hidden=(128, 128), rng=0)}
+    flows["IAF"] = IAF(16, n_layers=5, hidden=(128, 128), rng=0)
+    x = np.random.default_rng(2).standard_normal((10_000, 16))
+    runs = {
+        f"sample_10k_{name}_ms": (lambda flow=flow: flow.sample(10_000, rng=1))
+        for name, flow in flows.items()
+    }
+    runs |= {
+        f"log_prob_10k_{name}_ms": (lambda flow=flow: flow.log_prob(x))
+        for name, flow in flows.items()
+    }
+    for run in runs.values():
+        run()
+    times = {key: [] for key in runs}
     for _ in range(repeats):
-        for name, flow in (("MAF", maf), ("IAF", iaf)):
+        for key, run in runs.items():
             start = time.process_time()
-            flow.sample(10_000, rng=1)
-            times[name].append(time.process_time() - start)
-    maf_ms, iaf_ms = (1e3 * float(np.median(times[k])) for k in ("MAF", "IAF"))
-    return {
+            run()
+            times[key].append(time.process_time() - start)
+    result = {key: 1e3 * float(np.median(t)) for key, t in times.items()}
+    return result | {
         "config": "S",
         "dtype": "float64",
-        "sample_10k_MAF_ms": maf_ms,
-        "sample_10k_IAF_ms": iaf_ms,
-        "ratio": maf_ms / iaf_ms,
+        "ratio": result["sample_10k_MAF_ms"] / result["sample_10k_IAF_ms"],
+        "log_prob_ratio": result["log_prob_10k_IAF_ms"] / result["log_prob_10k_MAF_ms"],
         "blas": blas_library(),
     }
 
@@ -208,18 +220,34 @@ def sampling_table(rounds, keep_freed_memory, trees):
     import numpy as np
 
     print(f"S: {CONFIGS['S'][0]}, float64, 1 thread")
-    print("| tree | round | MAF sample ms | IAF sample ms | MAF / IAF |")
-    print("|---|---|---|---|---|")
+    print(
+        "| tree | round | MAF sample ms | IAF sample ms | MAF / IAF "
+        "| IAF log_prob ms | MAF log_prob ms | IAF / MAF |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    keys = (
+        "sample_10k_MAF_ms",
+        "sample_10k_IAF_ms",
+        "ratio",
+        "log_prob_10k_IAF_ms",
+        "log_prob_10k_MAF_ms",
+        "log_prob_ratio",
+    )
     rows = {tree: [] for tree in trees}
+
+    def print_row(tree, label, row):
+        cells = " | ".join(
+            f"{v:.2f}" if "ratio" in k else f"{v:.1f}" for k, v in zip(keys, row, strict=True)
+        )
+        print(f"| {tree} | {label} | {cells} |", flush=True)
+
     for i in range(rounds):
         for tree in trees:
             r = run_one_in_subprocess("S", "float64", 1, keep_freed_memory, tree)
-            row = (r["sample_10k_MAF_ms"], r["sample_10k_IAF_ms"], r["ratio"])
-            rows[tree].append(row)
-            print(f"| {tree} | {i + 1} | {row[0]:.1f} | {row[1]:.1f} | {row[2]:.2f} |", flush=True)
+            rows[tree].append([r[k] for k in keys])
+            print_row(tree, i + 1, rows[tree][-1])
     for tree in trees:
-        maf, iaf, ratio = np.median(rows[tree], axis=0)
-        print(f"| {tree} | median | {maf:.1f} | {iaf:.1f} | {ratio:.2f} |")
+        print_row(tree, "median", np.median(rows[tree], axis=0))
     print(f"BLAS: {r['blas']}\n", flush=True)
 
 
@@ -230,7 +258,7 @@ def main():
     parser.add_argument("--default-malloc", action="store_true", help="glibc's default trimming")
     parser.add_argument("--rounds", type=int, default=3, help="fresh processes for S")
     parser.add_argument(
-        "--trees", nargs="+", default=[None], help="npflows source trees to alternate in S"
+        "--trees", nargs="+", default=["."], help="npflows source trees to alternate in S"
     )
     args = parser.parse_args()
     if args.one:
