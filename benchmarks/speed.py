@@ -9,6 +9,14 @@ floor says how much the rest (elementwise work, Python, allocation) costs on top
     python benchmarks/speed.py                 # every configuration, float64/float32, 1/2 threads
     python benchmarks/speed.py --only A B      # some of them
     python benchmarks/speed.py --one A float64 1   # one measurement as JSON (used internally)
+    python benchmarks/speed.py --only S --rounds 5 # MAF against IAF sampling, 5 fresh processes
+    python benchmarks/speed.py --only S --trees /tmp/before .   # two source trees, alternated
+
+S times ``flow.sample(10_000)`` of a 16-D MAF (the sequential direction of each layer) and of the
+IAF of the same size (one MADE pass per layer), and ``flow.log_prob`` of 10,000 points, sequential
+for the IAF and one pass for the MAF, alternating the four in one process, and reports the ratios
+sequential / one pass (CPU time); ``--rounds`` repeats it in fresh processes and prints every
+round and the medians, so that a shared machine's load changes hit all of them alike.
 
 Thread counts are set with OPENBLAS_NUM_THREADS/OMP_NUM_THREADS in a fresh process per run, since
 BLAS reads them at import. Each run also sets MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_
@@ -34,7 +42,9 @@ CONFIGS = {
     "B": ("2-D NSF, 4 layers, 8 bins, hidden (64, 64), batch 512", "NSF", 2, 512),
     "D": ("64-D RealNVP, 5 layers, hidden (512, 512), batch 4096", "RealNVP", 64, 4096),
     "M": ("16-D MAF, 5 layers, hidden (128, 128), batch 1024", "MAF", 16, 1024),
+    "S": ("16-D MAF vs IAF, 5 layers, hidden (128, 128), 10k points", "MAF", 16, 10_000),
 }
+SAMPLING_ONLY = {"S"}  # measured in float64 on one thread: the sequential direction's cost
 
 
 def build(name):
@@ -84,10 +94,71 @@ def blas_floor(flow, batch, dtype, rng):
     return products
 
 
+def blas_library():
+    """The BLAS numpy calls and its kernel, from threadpoolctl (or numpy's config without it)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        import numpy as np
+
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas['name']} {blas['version']} (threadpoolctl not installed: kernel unknown)"
+    return "; ".join(
+        f"{i['internal_api']} {i['version']}, kernel {i.get('architecture')}, "
+        f"{i['num_threads']} thread(s)"
+        for i in threadpool_info()
+        if i["user_api"] == "blas"
+    )
+
+
+def measure_sampling(repeats=5):
+    """The two sequential directions against the one-pass ones, 10,000 points, alternated:
+    sampling (MAF sequential, IAF one pass) and log_prob (IAF sequential, MAF one pass).
+    Median ms of each and the ratios sequential / one pass.
+
+    CPU time of this process (one BLAS thread), not wall time: on a shared machine the wall time
+    also counts the time other processes hold the core.
+    """
+    import numpy as np
+
+    from npflows.flows import IAF, MAF
+
+    flows = {"MAF": MAF(16, n_layers=5, hidden=(128, 128), rng=0)}
+    flows["IAF"] = IAF(16, n_layers=5, hidden=(128, 128), rng=0)
+    x = np.random.default_rng(2).standard_normal((10_000, 16))
+    runs = {
+        f"sample_10k_{name}_ms": (lambda flow=flow: flow.sample(10_000, rng=1))
+        for name, flow in flows.items()
+    }
+    runs |= {
+        f"log_prob_10k_{name}_ms": (lambda flow=flow: flow.log_prob(x))
+        for name, flow in flows.items()
+    }
+    for run in runs.values():
+        run()
+    times = {key: [] for key in runs}
+    for _ in range(repeats):
+        for key, run in runs.items():
+            start = time.process_time()
+            run()
+            times[key].append(time.process_time() - start)
+    result = {key: 1e3 * float(np.median(t)) for key, t in times.items()}
+    return result | {
+        "config": "S",
+        "dtype": "float64",
+        "ratio": result["sample_10k_MAF_ms"] / result["sample_10k_IAF_ms"],
+        "log_prob_ratio": result["log_prob_10k_IAF_ms"] / result["log_prob_10k_MAF_ms"],
+        "blas": blas_library(),
+    }
+
+
 def measure(name, dtype_name, repeats=30):
     import numpy as np
 
     from npflows.optim import Adam
+
+    if name in SAMPLING_ONLY:
+        return measure_sampling()
 
     dtype = np.dtype(dtype_name)
     _, _, dim, batch = CONFIGS[name]
@@ -121,17 +192,13 @@ def measure(name, dtype_name, repeats=30):
         step()
         result["peak_step_memory_MiB"] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
-    if name == "M":
-        from npflows.flows import IAF
-
-        iaf = IAF(dim, n_layers=5, hidden=(128, 128), rng=0).astype(dtype)
-        result["sample_10k_MAF_ms"] = median_ms(lambda: flow.sample(10_000, rng=1), 3)
-        result["sample_10k_IAF_ms"] = median_ms(lambda: iaf.sample(10_000, rng=1), 3)
     return result
 
 
-def run_one_in_subprocess(name, dtype_name, threads, keep_freed_memory=True):
+def run_one_in_subprocess(name, dtype_name, threads, keep_freed_memory=True, tree=None):
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    if tree is not None:  # import npflows from this source tree
+        env["PYTHONPATH"] = os.path.abspath(tree)
     if keep_freed_memory:
         env |= {"MALLOC_TRIM_THRESHOLD_": "4000000000", "MALLOC_MMAP_THRESHOLD_": "4000000000"}
     out = subprocess.run(
@@ -144,14 +211,63 @@ def run_one_in_subprocess(name, dtype_name, threads, keep_freed_memory=True):
     return json.loads(out) | {"threads": threads}
 
 
+def sampling_table(rounds, keep_freed_memory, trees):
+    """S: one row per fresh process (float64, one thread), then the medians over the rounds.
+
+    With several ``trees`` (npflows source trees, e.g. before and after a change), each round runs
+    every tree in turn, so that the machine's load changes hit all of them alike.
+    """
+    import numpy as np
+
+    print(f"S: {CONFIGS['S'][0]}, float64, 1 thread")
+    print(
+        "| tree | round | MAF sample ms | IAF sample ms | MAF / IAF "
+        "| IAF log_prob ms | MAF log_prob ms | IAF / MAF |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    keys = (
+        "sample_10k_MAF_ms",
+        "sample_10k_IAF_ms",
+        "ratio",
+        "log_prob_10k_IAF_ms",
+        "log_prob_10k_MAF_ms",
+        "log_prob_ratio",
+    )
+    rows = {tree: [] for tree in trees}
+
+    def print_row(tree, label, row):
+        cells = " | ".join(
+            f"{v:.2f}" if "ratio" in k else f"{v:.1f}" for k, v in zip(keys, row, strict=True)
+        )
+        print(f"| {tree} | {label} | {cells} |", flush=True)
+
+    for i in range(rounds):
+        for tree in trees:
+            r = run_one_in_subprocess("S", "float64", 1, keep_freed_memory, tree)
+            rows[tree].append([r[k] for k in keys])
+            print_row(tree, i + 1, rows[tree][-1])
+    for tree in trees:
+        print_row(tree, "median", np.median(rows[tree], axis=0))
+    print(f"BLAS: {r['blas']}\n", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=sorted(CONFIGS), default=sorted(CONFIGS))
     parser.add_argument("--one", nargs=3, metavar=("CONFIG", "DTYPE", "THREADS"))
     parser.add_argument("--default-malloc", action="store_true", help="glibc's default trimming")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh processes for S")
+    parser.add_argument(
+        "--trees", nargs="+", default=["."], help="npflows source trees to alternate in S"
+    )
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(args.one[0], args.one[1])))
+        return
+    if SAMPLING_ONLY & set(args.only):
+        sampling_table(args.rounds, not args.default_malloc, args.trees)
+        args.only = [name for name in args.only if name not in SAMPLING_ONLY]
+    if not args.only:
         return
     print(
         "| config | dtype | threads | step ms | BLAS floor ms | ratio | ms per conditioned layer | extra |"

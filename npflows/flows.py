@@ -225,7 +225,7 @@ def MAF(
     rng: RNGLike = None,
 ) -> Flow:
     """Masked autoregressive flow (Papamakarios et al. 2017, arXiv:1705.07057): ``n_layers``
-    :class:`~npflows.layers.MAF` layers; fast density, sampling in D passes per layer.
+    :class:`~npflows.layers.MAF` layers; fast density, sequential sampling (~one pass per layer).
 
     ``transformer`` is "affine" (log-scale soft clamp ``clamp``) or "spline" (rational-quadratic,
     ``bins`` on [−bound, bound], Durkan et al. 2019). ``order``: "alternate" (natural, reversed,
@@ -262,7 +262,7 @@ def IAF(
 ) -> Flow:
     """Inverse autoregressive flow (Kingma et al. 2016, arXiv:1606.04934): ``n_layers``
     :class:`~npflows.layers.IAF` layers; fast sampling with its pullback (reverse-KL training),
-    density of new data in D passes per layer. Arguments as :func:`MAF`.
+    sequential density of new data (about one pass per layer). Arguments as :func:`MAF`.
     """
     return _autoregressive_flow(
         autoregressive.IAF,

@@ -234,6 +234,72 @@ class MADE(MLP):
             )
         super().__init__(dim + context_dim, dim * P, hidden, activation, out_bias, rng, masks=masks)
         self.dim, self.params_per_dim, self.context_dim = dim, P, context_dim
+        self.degrees = degrees  # per layer, input first: the degree of every unit
+
+    def solve(self, step, n: int, *, dtype=np.float64, context: np.ndarray | None = None):
+        """Run the MADE on an input h that is being solved for, one coordinate at a time, in order.
+
+        For the k-th coordinate i in ``order`` (k = 1 … D), ``step(i, theta_i)`` receives its
+        output block θ_i = net(h, c)[:, i·P : (i+1)·P], shape (n, P), which depends only on the
+        coordinates before it, and returns h_i, shape (n,). Returns h, shape (n, D). This is how a
+        MAF samples (h_i = g(z_i; θ_i)) and an IAF computes a density (h_i = g⁻¹(x_i; θ_i)), for
+        about the work of one full pass instead of D of them (docs/autoregressive.md).
+
+        Why each hidden unit is computed once, and when: a first-layer unit of degree m sees the
+        context (degree 0) and the inputs of degree ≤ m; a unit of a later layer sees the previous
+        layer's units of degree ≤ m. By induction over the layers, a hidden unit of degree m is a
+        function of the context and of the first m coordinates in the order only. Output block k
+        sees the last layer's units of degree < k. So when the first k − 1 coordinates are known,
+        the units of degree exactly k − 1 become computable, in every layer, layer by layer (each
+        reads units of degree ≤ k − 1 of the layer below, computed at this step or before), and
+        they are all that θ of the k-th coordinate still lacks. Step k computes exactly those
+        units, then θ_k: every hidden unit is computed once (units of degree ≥ D never: no output
+        reads them), from the same inputs and weights as in a full pass, each dot product leaving
+        out only terms whose mask is 0. The degree-0 units (context only) are computed at step 1.
+
+        Units are sorted by degree, so that "degree ≤ k − 1" is a prefix of each layer and "degree
+        k − 1" a contiguous block, and every product is on slices: at step k, layer l costs
+        n · |prefix of layer l−1| · |block of layer l|, which sums over k to about half a full
+        pass of unmasked products, and the output blocks sum to one full output product. The units
+        are stored transposed, one row of n values per unit, so that a block of units is
+        contiguous in memory: sampling 10,000 points from a 16-D MAF is then 2× faster than with
+        column blocks of (n, width) arrays (benchmarks/README.md).
+        """
+        weights, biases = self._weights(), self.params["biases"]
+        act = ACTIVATIONS[self.activation]
+        D, P, C = self.dim, self.params_per_dim, self.context_dim
+        # Layer 0 is the input, sorted as [context (degree 0), h in order (degrees 1 … D)].
+        sorted_units = [np.concatenate([D + np.arange(C), self.order])]
+        sorted_units += [np.argsort(degree, kind="stable") for degree in self.degrees[1:]]
+        # ends[l][m]: how many units of layer l have degree ≤ m (m = 0 … D − 1).
+        ends = [
+            np.searchsorted(np.sort(degree), np.arange(D), side="right") for degree in self.degrees
+        ]
+        # Transposed weights (fan_out, fan_in) in the sorted orders: unit rows times input rows.
+        W_t = [
+            np.ascontiguousarray(w[rows][:, cols].T)
+            for w, rows, cols in zip(weights[:-1], sorted_units[:-1], sorted_units[1:], strict=True)
+        ]
+        W_t.append(np.ascontiguousarray(weights[-1][sorted_units[-1]].T))  # coordinate-major
+        b = [bias[cols, None] for bias, cols in zip(biases[:-1], sorted_units[1:], strict=True)]
+        b.append(biases[-1][:, None])
+        dtype = np.result_type(dtype, *weights, *(() if context is None else (context,)))
+        units = [np.empty((len(degree), n), dtype=dtype) for degree in self.degrees]
+        if C:
+            units[0][:C] = context.T
+        for k in range(D):  # k coordinates known: the units of degree k, then θ of the next one
+            for l in range(1, len(units)):
+                lo, hi, n_in = ends[l][k - 1] if k else 0, ends[l][k], ends[l - 1][k]
+                if hi > lo:
+                    pre = W_t[l - 1][lo:hi, :n_in] @ units[l - 1][:n_in]
+                    pre += b[l - 1][lo:hi]
+                    units[l][lo:hi] = act(pre)[0]
+            i, n_in = self.order[k], ends[-1][k]
+            block = slice(i * P, (i + 1) * P)
+            theta_t = W_t[-1][block, :n_in] @ units[-1][:n_in]
+            theta_t += b[-1][block]
+            units[0][C + k] = step(i, theta_t.T)
+        return np.ascontiguousarray(units[0][C + self.degrees[0][:D] - 1].T)
 
     def get_config(self) -> dict:
         return {

@@ -5,17 +5,20 @@ Both are an elementwise transformer g whose θ_i a MADE computes from the coordi
 the MADE's order). They differ in which side θ reads:
 
 - MAF: θ_i = net(x_{<i}). The normalizing direction z_i = g⁻¹(x_i; θ_i) is one pass (fast density,
-  training by maximum likelihood); sampling needs D sequential passes.
+  training by maximum likelihood); sampling is sequential, coordinate by coordinate.
 - IAF: θ_i = net(z_{<i}). The generative direction x_i = g(z_i; θ_i) is one pass (fast sampling,
-  training by reverse KL); the density of a new x needs D sequential passes.
+  training by reverse KL); the density of a new x is sequential.
 
 The one-pass direction is :class:`~npflows.layers.conditioned.Conditioned`'s, with θ read from the
 input itself: exact, because θ_i depends only on the coordinates before i, which the pass does not
-change. The sequential direction repeats "compute θ from the current estimate, apply g to every
-coordinate" D times, starting from zeros: after pass k the first k coordinates in the order are
-exact (their θ depend only on coordinates already exact), so D passes give the exact answer. Its
-log-det is read off the last pass. It has no pullback here (``has_forward_vjp`` is False for MAF,
-``has_inverse_vjp`` for IAF).
+change. The sequential direction solves out = g(h; θ(out)) (g⁻¹ for the IAF) in the MADE's order:
+at step k, θ of the k-th coordinate needs only the k − 1 already solved, and g (or g⁻¹) is applied
+to that coordinate alone with it. :meth:`npflows.nn.MADE.solve` computes each hidden unit of the
+MADE once, at the step where its inputs are known (derived there), so the whole solve costs about
+one MADE pass plus D small products, not the D full passes of "recompute θ from the current
+estimate, apply g to every coordinate, repeat D times", which gives the same numbers to rounding
+(tests/test_autoregressive.py keeps it as the reference). It has no pullback here
+(``has_forward_vjp`` is False for MAF, ``has_inverse_vjp`` for IAF).
 
 In both, the Jacobian is triangular in the MADE's order, so log|det ∂x/∂z| = Σ_i log g′(z_i; θ_i).
 """
@@ -33,7 +36,7 @@ from .conditioned import NetConditioned
 
 
 class _Autoregressive(NetConditioned):
-    """Shared by MAF and IAF: the MADE conditioner, and D sequential passes for the slow direction."""
+    """Shared by MAF and IAF: the MADE conditioner and the sequential solve (the slow direction)."""
 
     def __init__(
         self,
@@ -70,20 +73,25 @@ class _Autoregressive(NetConditioned):
         }
 
     def _sequential(self, h, context, direction):
-        """Solve out = g(h; θ(out)) (or g⁻¹) by D passes (see the module docstring)."""
+        """Solve out = g(h; θ(out)) (or g⁻¹) coordinate by coordinate (see the module docstring)."""
         part = self._checked_part(h, direction)
         transform = getattr(self.transformer, direction)
-        out = np.zeros_like(h)
-        for _ in range(self.dim):
-            out, log_deriv = transform(part, self._theta(out, context))
-        return out, log_deriv.sum(axis=1)
+        log_deriv = [None] * self.dim
+
+        def step(i, theta_i):
+            out_i, log_deriv[i] = transform(part[:, i : i + 1], theta_i[:, None, :])
+            return out_i[:, 0]
+
+        out = self.net.solve(step, len(part), dtype=part.dtype, context=context)
+        return out, np.concatenate(log_deriv, axis=1).sum(axis=1)
 
 
 class MAF(_Autoregressive):
     """Masked autoregressive flow: z_i = g⁻¹(x_i; θ_i(x_{<i})), sampling x_i = g(z_i; θ_i(x_{<i})).
 
     Fast direction: ``inverse`` (normalizing, density), one MADE pass, with ``inverse_vjp``.
-    Slow direction: ``forward`` (sampling), D sequential MADE passes, no ``forward_vjp``.
+    Slow direction: ``forward`` (sampling), sequential in the order (about one MADE pass of work,
+    :meth:`npflows.nn.MADE.solve`), no ``forward_vjp``.
     log|det ∂x/∂z| = Σ_i log g′(z_i; θ_i) (forward); the inverse's is its negative.
 
     Args:
@@ -105,8 +113,9 @@ class IAF(_Autoregressive):
     """Inverse autoregressive flow: x_i = g(z_i; θ_i(z_{<i})), density by z_i = g⁻¹(x_i; θ_i(z_{<i})).
 
     Fast direction: ``forward`` (sampling), one MADE pass, with ``forward_vjp`` (what reverse-KL
-    training needs). Slow direction: ``inverse`` (density of a new x), D sequential passes, no
-    ``inverse_vjp``. log|det ∂x/∂z| = Σ_i log g′(z_i; θ_i) (forward); the inverse's is its negative.
+    training needs). Slow direction: ``inverse`` (density of a new x), sequential in the order
+    (about one MADE pass of work), no ``inverse_vjp``.
+    log|det ∂x/∂z| = Σ_i log g′(z_i; θ_i) (forward); the inverse's is its negative.
 
     Arguments and ``params`` as :class:`MAF`.
     """
