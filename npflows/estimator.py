@@ -187,7 +187,7 @@ class FlowDensity:
             ) from error
         if not flow.has_inverse_vjp:
             raise ValueError(
-                f"the {name} flow has no inverse_vjp (its density takes D passes), so it cannot "
+                f"the {name} flow has no inverse_vjp (its density is computed one coordinate at a time), so it cannot "
                 "be fitted to data; use maf, its mirror"
             )
         if self.standardize:

@@ -102,7 +102,7 @@ def fit_command(args: argparse.Namespace) -> int:
     context_map = None if c_train is None else context_map_from_data(c_train)
     if not flow.has_inverse_vjp:
         raise ValueError(
-            f"the {opts['flow']} flow has no inverse_vjp (its density takes D passes), so it "
+            f"the {opts['flow']} flow has no inverse_vjp (its density is computed one coordinate at a time), so it "
             "cannot be fitted to data; use maf, its mirror, or train it with fit-density"
         )
     out = Path("runs") / name if args.out is None else args.out
