@@ -14,7 +14,7 @@ from registry import CASES, DIM, IMAGE_CASES
 import npflows as nf
 from npflows.layer import Layer
 from npflows.testing import check_bijection, check_layer, check_vjp
-from npflows.transformers import PiecewiseLinearTransformer, Transformer
+from npflows.transformers import Transformer
 from npflows.tree import leaves, leaves_with_paths
 
 KINK_MARGIN = 1e-4  # finite differences use ε = 1e-6; stay well clear of non-smooth points
@@ -253,28 +253,7 @@ def test_every_transformer_in_every_conditioner():
 
 
 # -- the dtype contract ------------------------------------------------------------------------------
-def _uses_piecewise_linear(name):
-    layer = CASES[name].build(np.random.default_rng(0))
-    uses = isinstance(getattr(layer, "transformer", None), PiecewiseLinearTransformer)
-    return uses and layer.has_inverse_vjp  # the path checked below needs inverse_vjp
-
-
-# PiecewiseLinearTransformer.forward_vjp computes the position in the bin as K h − b with b an int64
-# array, which numpy promotes to float64 for float32 h, so its θ gradient is float64 before the
-# public pullback casts it. The fix belongs in npflows/transformers/piecewise_linear.py (cast b to
-# h's dtype); strict, so this marker fails once it is fixed and must then be removed.
-PIECEWISE_LINEAR_FLOAT64 = pytest.mark.xfail(
-    reason="piecewise-linear θ gradient computed in float64 inside training's path", strict=True
-)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=PIECEWISE_LINEAR_FLOAT64) if _uses_piecewise_linear(n) else n
-        for n in sorted(CASES)
-    ],
-)
+@names
 def test_grads_have_the_dtype_of_their_params(name):
     b = Bound(name, 5, 4)
     b.layer.astype(np.float32)

@@ -72,7 +72,9 @@ class PiecewiseLinearTransformer(Transformer):
         raw = self.split_params(theta)["masses"]
         p = softmax(raw)
         phi = self.min_mass + (1.0 - self.min_mass * self.bins) * p
-        cum = np.concatenate([np.zeros(phi.shape[:-1] + (1,)), np.cumsum(phi, axis=-1)], axis=-1)
+        cum = np.concatenate(
+            [np.zeros(phi.shape[:-1] + (1,), phi.dtype), np.cumsum(phi, axis=-1)], axis=-1
+        )
         cum[..., -1] = 1.0  # so the map ends exactly at 1 whatever the rounding of the sum
         return p, phi, cum
 
@@ -86,7 +88,7 @@ class PiecewiseLinearTransformer(Transformer):
         p, phi, cum = self._masses(theta)  # (N, D, K), (N, D, K), (N, D, K + 1)
         inside, h = self._inside(u)  # tails are evaluated at the clipped value, then discarded
         b = np.minimum(np.floor(K * h), K - 1).astype(np.intp)[..., None]  # bin, (N, D, 1)
-        frac = K * h - b[..., 0]  # position in the bin, in [0, 1]
+        frac = K * h - b[..., 0].astype(h.dtype)  # position in the bin, in [0, 1]; h's dtype kept
         phi_b = take(phi, b)
         # Rounding can leave C_b + φ_b an ulp off 1 at h = 1 (the inverse would refuse one above 1):
         # the last knot is set to 1 exactly, as C_K is, and nothing else can exceed it.
@@ -117,5 +119,5 @@ class PiecewiseLinearTransformer(Transformer):
         # b = #{k = 1 … K−1 : C_k ≤ f}, i.e. C_b ≤ f < C_{b+1} (searchsorted, side="right").
         b = (f[..., None] >= cum[..., 1:K]).sum(axis=-1)[..., None]
         frac = (f - take(cum, b)) / take(phi, b)  # φ_b ≥ m > 0
-        h = (b[..., 0] + np.clip(frac, 0.0, 1.0)) / K
+        h = (b[..., 0].astype(f.dtype) + np.clip(frac, 0.0, 1.0)) / K
         return np.where(inside, self._lo + self._width * h, y)
