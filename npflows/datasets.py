@@ -336,6 +336,7 @@ DATASETS: dict[str, Dataset] = {
     "moons": Sampled(two_moons),
     "circles": Sampled(circles),
     "8gaussians": gaussian_ring(),
+    "8gaussians-narrow": gaussian_ring(8, radius=2.0, sd=0.04),
     "checkerboard": Checkerboard(),
     "pinwheel": Sampled(pinwheel),
     "2spirals": Sampled(two_spirals),

@@ -4,13 +4,26 @@ Every coupling flow alternates coupling layers with a mixing layer, so that each
 transformed conditioned on every other one over the stack (book: ch. 16, "Coupling flows": the
 permutations "are initialized randomly and then frozen"). ``mixing`` chooses it:
 
-- ``"reverse"``: reverse the coordinates (deterministic; with D = 2 this alternates the halves);
+- ``"reverse"``: reverse the coordinates between consecutive couplings (deterministic; with D = 2
+  this alternates the halves). It is built without permutation layers: each coupling's mask is
+  the previous one's reversed (counting from the data side, the couplings at an even distance
+  transform the last ⌈D/2⌉ coordinates given the first ⌊D/2⌋, the others the first ⌈D/2⌉ given the
+  last ⌊D/2⌋), which is the same model, the reversals folded into the masks (and into the net's
+  input and output order, which a random initialization does not see; a reversal left over next to
+  the base changes nothing, the base being symmetric), without copying every batch through them;
 - ``"random"``: a random permutation per layer, drawn from ``rng``;
 - ``"lu"``: a learned :class:`LULinear` map (Glow's invertible 1×1 convolution, Kingma & Dhariwal
   2018, arXiv:1807.03039), with its fixed permutation drawn from ``rng``;
 - ``"orthogonal"``: a learned :class:`Orthogonal` (Householder) map.
 
 Autoregressive flows (MAF, IAF) reverse the MADE's order from one layer to the next instead.
+
+``orientation`` says in which direction each layer applies its transformer g (docs/coupling.md):
+"normalizing" (z = g(x; θ): the density and its gradient run g itself, a spline's closed form, as
+in zuko and nflows) is the default of the flows meant for density estimation (NICE, RealNVP, NSF,
+PiecewiseLinearFlow, MAF), which benchmarks/quality_2d.py measured to train without the loss
+spikes of the generative orientation, whose density runs the spline's inverse; "generative"
+(x = g(z; θ)) is the IAF's default, whose reverse-KL training differentiates the sampling map.
 Residual stacks (PlanarFlow, RadialFlow, ResidualFlow) need no mixing: every layer sees every
 coordinate.
 Layers are listed from the base (z) to the data (x), as in :class:`Flow`.
@@ -19,6 +32,8 @@ Layers are listed from the base (z) to the data (x), as in :class:`Flow`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import numpy as np
 
 from .flow import Flow
 from .layer import Layer, RNGLike, as_rng, check_int
@@ -62,8 +77,6 @@ MIXINGS = ("reverse", "random", "lu", "orthogonal")
 
 
 def _mixing_layer(kind: str, dim: int, rng) -> Layer:
-    if kind == "reverse":
-        return Permutation(dim, "reverse")
     if kind == "random":
         return Permutation(dim, "random", rng=rng)
     if kind == "lu":
@@ -82,11 +95,14 @@ def coupling_flow(
     mixing: str = "reverse",
     context_dim: int = 0,
     rng: RNGLike = None,
+    *,
+    orientation: str = "normalizing",
 ) -> Flow:
     """``n_layers`` couplings with ``transformer``, a mixing layer between consecutive ones.
 
-    Each coupling transforms the last ⌈D/2⌉ coordinates conditioned on the first ⌊D/2⌋ (and the
-    context); the mixing layers move every coordinate through both roles.
+    The coupling next to the data transforms the last ⌈D/2⌉ coordinates conditioned on the first
+    ⌊D/2⌋ (and the context); the mixing layers (with "reverse": the alternating masks) move every
+    coordinate through both roles. ``orientation`` as the module docstring says.
     """
     if check_int(dim, "dim") < 2 and context_dim == 0:
         raise ValueError(f"a coupling flow needs dim ≥ 2 (or a context), got {dim!r}")
@@ -94,12 +110,23 @@ def coupling_flow(
     if mixing not in MIXINGS:
         raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
     rng = as_rng(rng)
+    last_half = np.arange(dim) >= dim // 2
     layers: list[Layer] = []
     for k in range(n_layers):
-        if k > 0:
+        if k > 0 and mixing != "reverse":
             layers.append(_mixing_layer(mixing, dim, rng))
+        reversed_frame = mixing == "reverse" and (n_layers - 1 - k) % 2 == 1
         layers.append(
-            Coupling(dim, transformer, None, hidden, activation, context_dim=context_dim, rng=rng)
+            Coupling(
+                dim,
+                transformer,
+                last_half[::-1] if reversed_frame else last_half,
+                hidden,
+                activation,
+                context_dim=context_dim,
+                rng=rng,
+                orientation=orientation,
+            )
         )
     return Flow(layers)
 
@@ -112,11 +139,22 @@ def NICE(
     mixing: str = "reverse",
     context_dim: int = 0,
     rng: RNGLike = None,
+    *,
+    orientation: str = "normalizing",
 ) -> Flow:
-    """NICE (Dinh et al. 2015, arXiv:1410.8516): additive couplings x_b = z_b + t(z_a), then a
-    learned diagonal scaling next to the data (the only layer that changes volume)."""
+    """NICE (Dinh et al. 2015, arXiv:1410.8516): additive couplings z_b = x_b + t(x_a) (with
+    ``orientation="generative"``: x_b = z_b + t(z_a)), then a learned diagonal scaling next to the
+    data (the only layer that changes volume)."""
     flow = coupling_flow(
-        dim, AdditiveTransformer(), n_layers, hidden, activation, mixing, context_dim, rng
+        dim,
+        AdditiveTransformer(),
+        n_layers,
+        hidden,
+        activation,
+        mixing,
+        context_dim,
+        rng,
+        orientation=orientation,
     )
     return Flow([*flow.layers, Diagonal(dim)])
 
@@ -130,11 +168,22 @@ def RealNVP(
     mixing: str = "reverse",
     context_dim: int = 0,
     rng: RNGLike = None,
+    *,
+    orientation: str = "normalizing",
 ) -> Flow:
-    """RealNVP (Dinh et al. 2017, arXiv:1605.08803): affine couplings x_b = z_b · exp(s) + t with
-    the log-scale soft-clamped, s = c · tanh(s̃ / c) (``clamp`` = c; see AffineTransformer)."""
+    """RealNVP (Dinh et al. 2017, arXiv:1605.08803): affine couplings z_b = x_b · exp(s) + t (with
+    ``orientation="generative"``: x_b = z_b · exp(s) + t), s and t computed from part a, the
+    log-scale soft-clamped, s = c · tanh(s̃ / c) (``clamp`` = c; see AffineTransformer)."""
     return coupling_flow(
-        dim, AffineTransformer(clamp), n_layers, hidden, activation, mixing, context_dim, rng
+        dim,
+        AffineTransformer(clamp),
+        n_layers,
+        hidden,
+        activation,
+        mixing,
+        context_dim,
+        rng,
+        orientation=orientation,
     )
 
 
@@ -148,9 +197,16 @@ def NSF(
     mixing: str = "reverse",
     context_dim: int = 0,
     rng: RNGLike = None,
+    *,
+    orientation: str = "normalizing",
 ) -> Flow:
     """Neural spline flow (Durkan et al. 2019, arXiv:1906.04032): rational-quadratic spline
-    couplings on [−bound, bound] with linear (identity) tails, nflows' convention (docs/elementwise.md)."""
+    couplings on [−bound, bound] with linear (identity) tails, nflows' convention (docs/elementwise.md).
+
+    By default (``orientation="normalizing"``) each coupling computes z_b = g(x_b; θ(x_a)), so the
+    density runs the spline's closed form and sampling its inverse, as in zuko and nflows;
+    "generative" applies g from z to x instead (x_b = g(z_b; θ(z_a))).
+    """
     return coupling_flow(
         dim,
         RQSplineTransformer(bins, bound),
@@ -160,6 +216,7 @@ def NSF(
         mixing,
         context_dim,
         rng,
+        orientation=orientation,
     )
 
 
@@ -173,9 +230,11 @@ def PiecewiseLinearFlow(
     mixing: str = "reverse",
     context_dim: int = 0,
     rng: RNGLike = None,
+    *,
+    orientation: str = "normalizing",
 ) -> Flow:
     """Piecewise-linear couplings (Müller et al. 2019, arXiv:1808.03856) on [−bound, bound] with
-    identity tails."""
+    identity tails; ``orientation`` as :func:`NSF`."""
     return coupling_flow(
         dim,
         PiecewiseLinearTransformer(bins, bound),
@@ -185,6 +244,7 @@ def PiecewiseLinearFlow(
         mixing,
         context_dim,
         rng,
+        orientation=orientation,
     )
 
 
@@ -192,7 +252,19 @@ TRANSFORMERS = ("affine", "spline")
 
 
 def _autoregressive_flow(
-    cls, dim, n_layers, hidden, activation, transformer, bins, bound, clamp, order, context_dim, rng
+    cls,
+    dim,
+    n_layers,
+    hidden,
+    activation,
+    transformer,
+    bins,
+    bound,
+    clamp,
+    order,
+    context_dim,
+    rng,
+    orientation,
 ):
     if transformer == "affine":
         g = AffineTransformer(clamp)
@@ -207,7 +279,9 @@ def _autoregressive_flow(
     layers = []
     for k in range(n_layers):
         made_order = "random" if order == "random" else ("natural", "reversed")[k % 2]
-        layers.append(cls(dim, g, hidden, activation, made_order, context_dim, rng))
+        layers.append(
+            cls(dim, g, hidden, activation, made_order, context_dim, rng, orientation=orientation)
+        )
     return Flow(layers)
 
 
@@ -223,13 +297,17 @@ def MAF(
     order: str = "alternate",
     context_dim: int = 0,
     rng: RNGLike = None,
+    *,
+    orientation: str = "normalizing",
 ) -> Flow:
     """Masked autoregressive flow (Papamakarios et al. 2017, arXiv:1705.07057): ``n_layers``
     :class:`~npflows.layers.MAF` layers; fast density, sequential sampling (~one pass per layer).
 
     ``transformer`` is "affine" (log-scale soft clamp ``clamp``) or "spline" (rational-quadratic,
     ``bins`` on [−bound, bound], Durkan et al. 2019). ``order``: "alternate" (natural, reversed,
-    natural, …) or "random" (a random order per layer from ``rng``).
+    natural, …) or "random" (a random order per layer from ``rng``). ``orientation``:
+    "normalizing" (z_i = g(x_i; θ_i(x_{<i})), nflows' and zuko's MAF: the density runs g) by
+    default, or "generative" (x_i = g(z_i; θ_i(x_{<i}))).
     """
     return _autoregressive_flow(
         autoregressive.MAF,
@@ -244,6 +322,7 @@ def MAF(
         order,
         context_dim,
         rng,
+        orientation,
     )
 
 
@@ -259,10 +338,14 @@ def IAF(
     order: str = "alternate",
     context_dim: int = 0,
     rng: RNGLike = None,
+    *,
+    orientation: str = "generative",
 ) -> Flow:
     """Inverse autoregressive flow (Kingma et al. 2016, arXiv:1606.04934): ``n_layers``
     :class:`~npflows.layers.IAF` layers; fast sampling with its pullback (reverse-KL training),
-    sequential density of new data (about one pass per layer). Arguments as :func:`MAF`.
+    sequential density of new data (about one pass per layer). Arguments as :func:`MAF`, but
+    ``orientation`` is "generative" by default (x_i = g(z_i; θ_i(z_{<i})): sampling and its
+    pullback run g itself).
     """
     return _autoregressive_flow(
         autoregressive.IAF,
@@ -277,6 +360,7 @@ def IAF(
         order,
         context_dim,
         rng,
+        orientation,
     )
 
 

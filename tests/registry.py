@@ -53,12 +53,19 @@ def composite(rng: np.random.Generator) -> Layer:
     return perturbed(nf.Flow(layers), rng)
 
 
-def coupling(transformer, context_dim=0, mask=None, activation="tanh"):
+def coupling(transformer, context_dim=0, mask=None, activation="tanh", orientation="generative"):
     """A builder of a small coupling layer whose net (output layer included) is randomized."""
 
     def build(rng):
         layer = Coupling(
-            DIM, transformer, mask, (8, 8), activation, context_dim=context_dim, rng=rng
+            DIM,
+            transformer,
+            mask,
+            (8, 8),
+            activation,
+            context_dim=context_dim,
+            rng=rng,
+            orientation=orientation,
         )
         return perturbed(layer, rng, scale=0.3)
 
@@ -73,11 +80,20 @@ def linear(rng: np.random.Generator) -> Layer:
     return layer
 
 
-def autoregressive(cls, transformer, context_dim=0, order="random"):
+def autoregressive(cls, transformer, context_dim=0, order="random", orientation="generative"):
     """A builder of a small MAF or IAF whose MADE (output layer included) is randomized."""
 
     def build(rng):
-        layer = cls(DIM, transformer, (8, 8), "tanh", order, context_dim=context_dim, rng=rng)
+        layer = cls(
+            DIM,
+            transformer,
+            (8, 8),
+            "tanh",
+            order,
+            context_dim=context_dim,
+            rng=rng,
+            orientation=orientation,
+        )
         return perturbed(layer, rng, scale=0.3)
 
     return build
@@ -197,6 +213,19 @@ PRODUCT_CONDITIONERS = {
 for _t_name, (_transformer, _kinks) in PRODUCT_TRANSFORMERS.items():
     for _c_name, _builder in PRODUCT_CONDITIONERS.items():
         CASES.setdefault(f"{_c_name}-{_t_name}", Case(_builder(_transformer), kinks=_kinks))
+
+# The normalizing orientation (g applied from x to z) of every network-conditioned layer, with the
+# transformers whose two maps differ in kind (the spline's inverse is a quadratic solve).
+NORMALIZING_CONDITIONERS = {
+    "Coupling": lambda t: coupling(t, orientation="normalizing"),
+    "Coupling-context": lambda t: coupling(t, context_dim=2, orientation="normalizing"),
+    "MAF": lambda t: autoregressive(nf.MAF, t, orientation="normalizing"),
+    "IAF": lambda t: autoregressive(nf.IAF, t, context_dim=2, orientation="normalizing"),
+}
+for _t_name in ("affine", "spline", "piecewise-linear"):
+    _transformer, _kinks = PRODUCT_TRANSFORMERS[_t_name]
+    for _c_name, _builder in NORMALIZING_CONDITIONERS.items():
+        CASES[f"{_c_name}-{_t_name}-normalizing"] = Case(_builder(_transformer), kinks=_kinks)
 # -- image layers: x of shape (N, C, H, W) ------------------------------------------------------------
 # Run by tests/test_image_properties.py, which shapes the inputs from each layer's latent_shape and
 # checks the flattened maps with the same npflows.testing checks. low/high bound the inputs as above.

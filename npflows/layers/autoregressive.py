@@ -21,6 +21,11 @@ estimate, apply g to every coordinate, repeat D times", which gives the same num
 (``has_forward_vjp`` is False for MAF, ``has_inverse_vjp`` for IAF).
 
 In both, the Jacobian is triangular in the MADE's order, so log|det ∂x/∂z| = Σ_i log g′(z_i; θ_i).
+
+Orientation (``orientation=``, :class:`~npflows.layers.conditioned.Conditioned`): the formulas above
+are the "generative" one, g mapping z to x. "normalizing" swaps g and g⁻¹: a normalizing MAF is
+z_i = g(x_i; θ_i(x_{<i})), nflows' and zuko's MAF, whose density runs g itself (a spline's closed
+form), and it equals ``Invert`` of a generative IAF. Which direction is one pass does not change.
 """
 
 from __future__ import annotations
@@ -47,8 +52,10 @@ class _Autoregressive(NetConditioned):
         order: str | Sequence[int] = "natural",
         context_dim: int = 0,
         rng: RNGLike = None,
+        *,
+        orientation: str = "generative",
     ):
-        super().__init__(dim, transformer, context_dim=context_dim)
+        super().__init__(dim, transformer, context_dim=context_dim, orientation=orientation)
         if transformer.n_params < 1:
             raise ValueError(f"{transformer!r} has no parameters for an autoregressive layer")
         self.net = MADE(
@@ -73,9 +80,10 @@ class _Autoregressive(NetConditioned):
         }
 
     def _sequential(self, h, context, direction):
-        """Solve out = g(h; θ(out)) (or g⁻¹) coordinate by coordinate (see the module docstring)."""
+        """Solve out = g(h; θ(out)) (or g⁻¹, as the orientation and ``direction`` say) coordinate
+        by coordinate (see the module docstring)."""
         part = self._checked_part(h, direction)
-        transform = getattr(self.transformer, direction)
+        transform = getattr(self.transformer, self._map(direction))
         log_deriv = [None] * self.dim
 
         def step(i, theta_i):
@@ -99,6 +107,8 @@ class MAF(_Autoregressive):
         transformer: g, with P raw parameters per coordinate.
         hidden, activation, order, context_dim, rng: the :class:`npflows.nn.MADE` conditioner, whose
             output (N, D·P) is reshaped to θ (N, D, P). It starts at g's identity parameters.
+        orientation: "generative" (as above) or "normalizing" (z_i = g(x_i; θ_i(x_{<i})), sampling
+            x_i = g⁻¹(z_i; θ_i(x_{<i}))); see the module docstring.
     ``params == {"net": {"weights": [...], "biases": [...]}}``.
     """
 

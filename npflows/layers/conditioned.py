@@ -12,6 +12,15 @@ differ only in where θ comes from (docs/contract.md):
 transformed columns in either direction, the log-det Σ_d log|g′|, and the pullback, which sends
 ∂L/∂θ back through the conditioner to the input. A subclass gives only ``_theta`` and
 ``_theta_vjp``. Any :class:`~npflows.transformers.Transformer` then works in every conditioner.
+
+Orientation: a coupling or autoregressive layer applies g in one of two directions, and keeps the
+same θ either way. "generative" (the book's convention): x_p = g(z_p; θ), so the density of data
+goes through g⁻¹. "normalizing" (zuko's and nflows' convention): z_p = g(x_p; θ), so the density
+of data goes through g itself and sampling through g⁻¹. For a spline, g is closed form and g⁻¹ a
+quadratic solve whose pullback divides by the slope where the density is highest; the prebuilt
+density flows train with the closed form on the data side (docs/coupling.md). The orientation only
+chooses which of the transformer's two maps each direction of the layer runs: ``forward`` and
+``inverse`` keep their meanings (z → x and x → z), and every log-det keeps its sign.
 """
 
 from __future__ import annotations
@@ -23,14 +32,19 @@ from ..nn import MLP
 from ..transformers.base import Transformer
 
 ALL = slice(None)  # every column: elementwise and autoregressive layers transform all of h
+ORIENTATIONS = ("generative", "normalizing")
+_OTHER = {"forward": "inverse", "inverse": "forward"}
 
 
 class Conditioned(Layer):
     """out_p = g(h_p; θ(h, c)) on the transformed columns p, the other columns passed through.
 
+    Orientation "generative" (the default here):
     Forward: h = z, out = x, log|det ∂x/∂z| = Σ_{d ∈ p} log g′(z_d; θ_d), shape (N,).
     Inverse: h = x, out = z, g replaced by g⁻¹, log-det Σ_{d ∈ p} log|∂g⁻¹/∂x_d| (its negative at
-    z = f⁻¹[x]). Both are exact only when θ does not depend on the columns p of h itself (coupling:
+    z = f⁻¹[x]). Orientation "normalizing" swaps g and g⁻¹ between the two: forward
+    x_p = g⁻¹(z_p; θ) with log-det Σ log|∂g⁻¹/∂z_d|, inverse z_p = g(x_p; θ) with Σ log g′(x_d; θ_d).
+    Both are exact only when θ does not depend on the columns p of h itself (coupling:
     θ reads part a; elementwise: θ reads nothing); an autoregressive layer's one-pass direction is
     exact because the MADE's masks make θ_d depend on h_{<d} only, which its own file explains.
 
@@ -45,14 +59,24 @@ class Conditioned(Layer):
     _part = ALL
     _cond = ALL
 
-    def __init__(self, dim: int, transformer: Transformer, *, context_dim: int = 0):
+    def __init__(
+        self,
+        dim: int,
+        transformer: Transformer,
+        *,
+        context_dim: int = 0,
+        orientation: str = "generative",
+    ):
         if not isinstance(transformer, Transformer):
             raise TypeError(
                 f"transformer must be an npflows Transformer, got {type(transformer).__name__}"
             )
+        if not isinstance(orientation, str) or orientation not in ORIENTATIONS:
+            raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}")
         self.dim = check_int(dim, "dim")
         self.context_dim = check_int(context_dim, "context_dim", minimum=0)
         self.transformer = transformer
+        self.orientation = orientation
 
     def get_config(self) -> dict:
         """``dim`` and ``transformer``; a subclass appends its conditioner's arguments."""
@@ -66,13 +90,19 @@ class Conditioned(Layer):
         raise NotImplementedError
 
     # -- the transformer on the transformed columns --------------------------------------------------
+    def _map(self, direction):
+        """The transformer's map ("forward" = g, "inverse" = g⁻¹) that the layer's ``direction`` runs."""
+        return direction if self.orientation == "generative" else _OTHER[direction]
+
     def _checked_part(self, h, direction):
-        """h[:, _part], refused unless inside g's domain (forward) or range (inverse)."""
+        """h[:, _part], the input of the layer's ``direction`` (z forward, x inverse), refused
+        unless inside the domain of the map it goes through (g's domain, or its range for g⁻¹)."""
         part = h if self._part is ALL else h[:, self._part]
-        if direction == "forward":
-            self.transformer.check_domain(part, "z")
+        name = "z" if direction == "forward" else "x"
+        if self._map(direction) == "forward":
+            self.transformer.check_domain(part, name)
         else:
-            self.transformer.check_range(part, "x")
+            self.transformer.check_range(part, name)
         return part
 
     def _assemble(self, h, out_part):
@@ -84,9 +114,10 @@ class Conditioned(Layer):
         return out
 
     def _apply(self, h, context, direction):
-        """One pass of g (``direction`` "forward") or g⁻¹ ("inverse") with θ = θ(h, c)."""
+        """One pass of the layer's ``direction`` ("forward" or "inverse") with θ = θ(h, c): g or
+        g⁻¹ on the transformed columns, as the orientation says."""
         part = self._checked_part(h, direction)
-        transform = getattr(self.transformer, direction)
+        transform = getattr(self.transformer, self._map(direction))
         out_part, log_deriv = transform(part, self._theta(h, context))
         return self._assemble(h, out_part), log_deriv.sum(axis=1)
 
@@ -94,7 +125,7 @@ class Conditioned(Layer):
         """``_apply`` with its pullback: h reaches the output through g and through θ."""
         part = self._checked_part(h, direction)
         theta, theta_pullback = self._theta_vjp(h, context)
-        transform_vjp = getattr(self.transformer, f"{direction}_vjp")
+        transform_vjp = getattr(self.transformer, f"{self._map(direction)}_vjp")
         out_part, log_deriv, part_pullback = transform_vjp(part, theta)
 
         def pullback(grad_out, grad_log_det):
@@ -150,6 +181,9 @@ class NetConditioned(Conditioned):
 
     net: MLP
     _n_cond: int
+
+    def get_config(self) -> dict:
+        return super().get_config() | {"orientation": self.orientation}
 
     def _net_input(self, h, context):
         """[h[:, _cond], c]: the net's input, the context (if any) appended."""

@@ -29,6 +29,9 @@ class Coupling(NetConditioned):
         hidden, activation: the conditioner :class:`npflows.nn.MLP`.
         context_dim: width of an optional context vector c, concatenated to the net's input.
         rng: draws the net's hidden weights.
+        orientation: "generative" (x_b = g(z_b; θ), as above) or "normalizing" (z_b = g(x_b; θ):
+            the density goes through g, sampling through g⁻¹; zuko's and nflows' convention).
+            Since x_a = z_a, the normalizing orientation is ``Invert`` of the generative layer.
 
     The net outputs |b| · P numbers, reshaped to θ of shape (N, |b|, P) (coordinate-major: the P
     numbers of the first transformed coordinate come first). Its output weights start at zero and
@@ -45,8 +48,10 @@ class Coupling(NetConditioned):
         activation: str = "relu",
         context_dim: int = 0,
         rng: RNGLike = None,
+        *,
+        orientation: str = "generative",
     ):
-        super().__init__(dim, transformer, context_dim=context_dim)
+        super().__init__(dim, transformer, context_dim=context_dim, orientation=orientation)
         dim, context_dim = self.dim, self.context_dim
         mask = np.arange(dim) >= dim // 2 if mask is None else np.asarray(mask)
         if mask.shape != (dim,) or mask.dtype != bool:
