@@ -44,7 +44,8 @@ class FlowDensity:
         n_layers: layers of the flow (None: the builder's default).
         hidden: hidden widths of the conditioner networks.
         flow_kwargs: other keyword arguments for the builder in :mod:`npflows.flows` (e.g. bins).
-        epochs, batch_size, lr, validation_fraction, patience: as :func:`npflows.fit`.
+        epochs, batch_size, lr, validation_fraction, patience: as :func:`npflows.fit` (lr None:
+            fit's default schedule, warm-up and cosine decay from 1e-3; a number: constant).
         standardize: put the fixed standardization on the data side (recommended: spline flows
             act on [−bound, bound]); refuses data with a (nearly) constant feature.
         random_state: None, an int or a Generator: the flow's initialization and training.
@@ -82,7 +83,7 @@ class FlowDensity:
         flow_kwargs: dict | None = None,
         epochs: int = 100,
         batch_size: int = 256,
-        lr: float = 1e-3,
+        lr: float | None = None,
         validation_fraction: float = 0.1,
         patience: int | None = 10,
         standardize: bool = True,
@@ -249,10 +250,11 @@ class FlowDensity:
         for name in ("standardize", "progress"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if isinstance(self.lr, (bool, np.bool_)) or not isinstance(
-            self.lr, (int, float, np.number)
+        if self.lr is not None and (
+            isinstance(self.lr, (bool, np.bool_))
+            or not isinstance(self.lr, (int, float, np.number))
         ):
-            raise TypeError(f"lr must be a number, got {self.lr!r}")
+            raise TypeError(f"lr must be a number or None, got {self.lr!r}")
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "flow_"):

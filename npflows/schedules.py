@@ -85,6 +85,21 @@ class Cosine:
         )
 
 
+DEFAULT_PEAK_LR = 1e-3
+DEFAULT_WARMUP_FRACTION = 0.02
+"""fit's default schedule: ``Cosine(1e-3)`` to 0 over the run, after a linear warm-up over the
+first 2 % of its steps. benchmarks/quality_2d.py measured it against a constant 1e-3 and the cosine
+without warm-up (benchmarks/README.md)."""
+
+
+def default_schedule(total_steps: int) -> Cosine:
+    """fit's default: warm-up over ``DEFAULT_WARMUP_FRACTION`` of ``total_steps`` to
+    ``DEFAULT_PEAK_LR``, then cosine decay to 0 at ``total_steps``."""
+    total_steps = check_int(total_steps, "total_steps")
+    warmup = int(DEFAULT_WARMUP_FRACTION * total_steps)
+    return Cosine(DEFAULT_PEAK_LR, max(total_steps, warmup + 1), warmup_steps=warmup)
+
+
 def as_schedule(lr, total_steps: int):
     """``lr`` as a callable of the step: a number becomes a constant, a :class:`Cosine` without
     ``total_steps`` is planned over ``total_steps``; TypeError/ValueError naming ``lr`` otherwise."""

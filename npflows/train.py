@@ -33,7 +33,7 @@ from .dequantization import for_fit
 from .flow import Flow
 from .layer import RNGLike, as_rng, check_array, check_int
 from .optim import Adam
-from .schedules import as_schedule
+from .schedules import Cosine, as_schedule, default_schedule
 from .tree import assign_flat, flatten, leaves, tree_map
 
 __all__ = ["History", "TrainingDiverged", "fit", "fit_lbfgs"]
@@ -108,9 +108,11 @@ def fit(
             flow's ``event_shape``), or integer images as :class:`~npflows.Pixels`, which are
             dequantized with fresh uniform noise every epoch (docs/multiscale.md).
         epochs, batch_size: positive integers.
-        lr: the step size: a positive number, or a schedule ``lr(step)`` of the optimizer's step
-            count (``npflows.schedules``; a ``Cosine`` without ``total_steps`` is planned over this
-            run). None: 1e-3, or the given ``optimizer``'s own ``lr``.
+        lr: the step size: a positive number (constant), or a schedule ``lr(step)`` of the
+            optimizer's step count (``npflows.schedules``; a ``Cosine`` without ``total_steps`` is
+            planned over this run). None: ``npflows.schedules.default_schedule`` over this run's
+            steps (a linear warm-up over the first 2 % to 1e-3, then cosine decay to 0), or, with
+            a given ``optimizer``, that optimizer's own ``lr``, constant.
         validation_fraction: in [0, 1); both parts must get at least one row.
         patience: a positive integer or None (train for all ``epochs``).
         rng: None, an int seed or a Generator; the same seed gives the same history.
@@ -154,12 +156,15 @@ def fit(
         clip_grad_norm = check_positive_float(clip_grad_norm, "clip_grad_norm")
     n_val = _validation_rows(len(x), validation_fraction)
     params = flow.params
-    optimizer = _optimizer_for(params, optimizer, weight_decay)
+    given_optimizer, optimizer = optimizer, _optimizer_for(params, optimizer, weight_decay)
     steps_per_epoch = -(-(len(x) - n_val) // batch_size)
-    schedule = as_schedule(
-        optimizer.lr if lr is None else lr, optimizer.t + epochs * steps_per_epoch
-    )
+    total_steps = optimizer.t + epochs * steps_per_epoch
+    if lr is None:
+        lr = default_schedule(total_steps) if given_optimizer is None else given_optimizer.lr
+    schedule = as_schedule(lr, total_steps)
     first_lr = lr_at(schedule, optimizer.t)
+    if isinstance(schedule, Cosine):  # a warm-up starts low: advise against the peak instead
+        first_lr = schedule.peak_lr
     rng = as_rng(rng)
 
     log_p = check_data(flow, x, context)  # the support check: ValueError, nothing changed

@@ -191,7 +191,7 @@ def test_a_failed_refit_leaves_the_previous_fit_intact():
         ({"flow_kwargs": {"hidden": (3,)}}, ValueError, r"flow_kwargs must not hold \['hidden'\]"),
         ({"standardize": "no"}, TypeError, "standardize must be True or False"),
         ({"progress": 1}, TypeError, "progress must be True or False"),
-        ({"lr": "0.1"}, TypeError, "lr must be a number, got '0.1'"),
+        ({"lr": "0.1"}, TypeError, "lr must be a number or None, got '0.1'"),
         ({"flow": 3}, ValueError, "flow must be 'auto' or one of"),
     ],
 )

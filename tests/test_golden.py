@@ -208,7 +208,7 @@ def test_check_against_golden_catches_a_wrong_map(pack):
 
 def test_golden_command_writes_the_pack(tmp_path, capsys):
     assert cli.main(["golden", "--out", str(tmp_path / "pack")]) == 0
-    assert "cases (pack version 1)" in capsys.readouterr().out
+    assert f"cases (pack version {GOLDEN_VERSION})" in capsys.readouterr().out
     index = json.loads((tmp_path / "pack" / "index.json").read_text())
     assert index["format"] == "npflows-golden" and len(index["cases"]) == len(LAYER_CASES) + len(
         TRANSFORMER_CASES

@@ -25,7 +25,7 @@ from ..layer import describe
 from ..tree import leaves_with_paths
 from .cases import LAYER_CASES, ROWS, TRANSFORMER_CASES, transformer_points
 
-GOLDEN_VERSION = 1
+GOLDEN_VERSION = 2
 FORMAT = "npflows-golden"
 
 __all__ = [

@@ -123,6 +123,21 @@ LAYER_CASES: dict[str, LayerCase] = {
         _moved(lambda rng: MAF(DIM, SPLINE, hidden=(4,), order="reversed", rng=rng), 0.3),
         special=SPLINE_EDGES,
     ),
+    "Coupling-spline-normalizing": LayerCase(
+        _moved(
+            lambda rng: Coupling(DIM, SPLINE, hidden=(4,), rng=rng, orientation="normalizing"), 0.3
+        ),
+        special=SPLINE_EDGES,
+    ),
+    "MAF-spline-normalizing": LayerCase(
+        _moved(
+            lambda rng: MAF(
+                DIM, SPLINE, hidden=(4,), order="reversed", rng=rng, orientation="normalizing"
+            ),
+            0.3,
+        ),
+        special=SPLINE_EDGES,
+    ),
     "IAF-affine-context": LayerCase(
         _moved(lambda rng: IAF(DIM, AffineTransformer(), hidden=(4,), context_dim=2, rng=rng), 0.3)
     ),
