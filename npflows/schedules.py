@@ -31,6 +31,8 @@ class Cosine:
         total_steps: T > W, the planned number of steps; None lets ``fit`` and ``fit_to_density``
             fill in the steps of the run they are given (:meth:`for_run`).
         warmup_steps: W ≥ 0.
+        warmup_fraction: instead of ``warmup_steps``, W = ⌊fraction · T⌋ with the fraction in
+            [0, 1), worked out once T is known.
         final_lr: α_T in [0, α].
     """
 
@@ -40,6 +42,7 @@ class Cosine:
         total_steps: int | None = None,
         *,
         warmup_steps: int = 0,
+        warmup_fraction: float | None = None,
         final_lr: float = 0.0,
     ):
         self.peak_lr = check_positive_float(peak_lr, "peak_lr")
@@ -48,13 +51,20 @@ class Cosine:
             raise ValueError(f"final_lr ({final_lr!r}) must not exceed peak_lr ({peak_lr!r})")
         if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
             raise ValueError(f"warmup_steps must be a non-negative integer, got {warmup_steps!r}")
-        self.warmup_steps = warmup_steps
+        if warmup_fraction is not None:
+            if warmup_steps:
+                raise ValueError("give warmup_steps or warmup_fraction, not both")
+            warmup_fraction = check_real(warmup_fraction, "warmup_fraction", 0.0, high=1.0)
+        self.warmup_fraction = warmup_fraction
         if total_steps is not None:
             check_int(total_steps, "total_steps")
+            if warmup_fraction is not None:
+                warmup_steps = int(warmup_fraction * total_steps)
             if total_steps <= warmup_steps:
                 raise ValueError(
                     f"total_steps ({total_steps}) must exceed warmup_steps ({warmup_steps})"
                 )
+        self.warmup_steps = warmup_steps
         self.total_steps = total_steps
 
     def for_run(self, total_steps: int) -> Cosine:
@@ -65,6 +75,7 @@ class Cosine:
             self.peak_lr,
             max(total_steps, self.warmup_steps + 1),
             warmup_steps=self.warmup_steps,
+            warmup_fraction=self.warmup_fraction,
             final_lr=self.final_lr,
         )
 
@@ -79,25 +90,26 @@ class Cosine:
         )
 
     def __repr__(self) -> str:
+        warmup = (
+            f"warmup_fraction={self.warmup_fraction!r}"
+            if self.warmup_fraction is not None and self.total_steps is None
+            else f"warmup_steps={self.warmup_steps!r}"
+        )
         return (
-            f"Cosine({self.peak_lr!r}, {self.total_steps!r}, warmup_steps={self.warmup_steps!r}, "
-            f"final_lr={self.final_lr!r})"
+            f"Cosine({self.peak_lr!r}, {self.total_steps!r}, {warmup}, final_lr={self.final_lr!r})"
         )
 
 
 DEFAULT_PEAK_LR = 1e-3
 DEFAULT_WARMUP_FRACTION = 0.02
-"""fit's default schedule: ``Cosine(1e-3)`` to 0 over the run, after a linear warm-up over the
-first 2 % of its steps. benchmarks/quality_2d.py measured it against a constant 1e-3 and the cosine
-without warm-up (benchmarks/README.md)."""
 
 
-def default_schedule(total_steps: int) -> Cosine:
-    """fit's default: warm-up over ``DEFAULT_WARMUP_FRACTION`` of ``total_steps`` to
-    ``DEFAULT_PEAK_LR``, then cosine decay to 0 at ``total_steps``."""
-    total_steps = check_int(total_steps, "total_steps")
-    warmup = int(DEFAULT_WARMUP_FRACTION * total_steps)
-    return Cosine(DEFAULT_PEAK_LR, max(total_steps, warmup + 1), warmup_steps=warmup)
+def default_schedule(peak_lr: float = DEFAULT_PEAK_LR) -> Cosine:
+    """The default of ``fit`` and of the command line's fit: a linear warm-up over the first 2 %
+    of the run's steps to ``peak_lr`` (1e-3), then cosine decay to 0 at its last step.
+    benchmarks/quality_2d.py measured it against a constant step size and the cosine without
+    warm-up (benchmarks/README.md)."""
+    return Cosine(peak_lr, warmup_fraction=DEFAULT_WARMUP_FRACTION)
 
 
 def as_schedule(lr, total_steps: int):

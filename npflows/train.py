@@ -160,7 +160,7 @@ def fit(
     steps_per_epoch = -(-(len(x) - n_val) // batch_size)
     total_steps = optimizer.t + epochs * steps_per_epoch
     if lr is None:
-        lr = default_schedule(total_steps) if given_optimizer is None else given_optimizer.lr
+        lr = default_schedule() if given_optimizer is None else given_optimizer.lr
     schedule = as_schedule(lr, total_steps)
     first_lr = lr_at(schedule, optimizer.t)
     if isinstance(schedule, Cosine):  # a warm-up starts low: advise against the peak instead

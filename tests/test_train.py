@@ -370,6 +370,47 @@ def test_cosine_schedule_is_planned_over_the_run():
     assert lrs[-1] == pytest.approx(0.01 * 0.5 * (1 + np.cos(np.pi * 3 / 4)), rel=1e-15)
 
 
+def test_the_default_step_size_is_a_warm_up_then_cosine_over_the_run(monkeypatch):
+    lrs = []
+    flow = small_flow()
+
+    class Recording(npflows.optim.Adam):
+        def step(self, grads):
+            lrs.append(self.lr)
+            super().step(grads)
+
+    # Without an optimizer fit builds Adam(flow.params); record its steps through a subclass.
+    monkeypatch.setattr(sys.modules["npflows.train"], "Adam", Recording)
+    fit(flow, bimodal(1000), epochs=10, batch_size=9, rng=0, progress=False)
+    total = 10 * 100  # 900 training rows in batches of 9
+    warmup = int(npflows.schedules.DEFAULT_WARMUP_FRACTION * total)
+    assert len(lrs) == total and warmup == 20
+    assert lrs[:warmup] == pytest.approx([1e-3 * (s + 1) / warmup for s in range(warmup)])
+    assert lrs[warmup] == 1e-3 and max(lrs) == 1e-3
+    assert lrs[-1] == pytest.approx(
+        1e-3 * 0.5 * (1 + np.cos(np.pi * (total - 1 - warmup) / (total - warmup)))
+    )
+
+
+def test_warmup_fraction_is_worked_out_when_the_run_is_known():
+    cosine = npflows.schedules.Cosine(0.1, warmup_fraction=0.1)
+    assert cosine.for_run(50).warmup_steps == 5
+    assert npflows.schedules.Cosine(0.1, 7, warmup_fraction=0.5).warmup_steps == 3
+    assert cosine.for_run(3).warmup_steps == 0  # ⌊0.3⌋: no warm-up in a 3-step run
+    with pytest.raises(ValueError, match="not both"):
+        npflows.schedules.Cosine(0.1, warmup_steps=2, warmup_fraction=0.1)
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        npflows.schedules.Cosine(0.1, warmup_fraction=1.0)
+    assert "warmup_fraction=0.1" in repr(cosine) and "warmup_steps=5" in repr(cosine.for_run(50))
+
+
+def test_a_given_optimizer_keeps_its_own_constant_step_size_by_default():
+    flow = small_flow()
+    opt = npflows.optim.Adam(flow.params, lr=0.02)
+    fit(flow, bimodal(100), epochs=2, batch_size=30, optimizer=opt, rng=0, progress=False)
+    assert opt.lr == 0.02
+
+
 def test_resuming_with_a_loaded_optimizer_continues_its_step_count(tmp_path):
     x = bimodal(100)
     flow = small_flow()

@@ -14,6 +14,7 @@ from ..context_map import absorb_context_map, context_map_from_data
 from ..flow import Flow
 from ..io import save
 from ..layers.standardize import Standardize, standardized
+from ..schedules import default_schedule
 from ..train import TrainingDiverged, fit
 from . import images
 from .common import (
@@ -121,7 +122,7 @@ def fit_command(args: argparse.Namespace) -> int:
                     context=None if context_map is None else context_map.inverse(c_train)[0],
                     epochs=opts["epochs"],
                     batch_size=opts["batch_size"],
-                    lr=opts["lr"],
+                    lr=opts["lr"] if args.schedule == "constant" else default_schedule(opts["lr"]),
                     validation_fraction=0.1,
                     patience=None,
                     rng=rng_fit,
@@ -293,7 +294,15 @@ def add_parsers(commands) -> None:
         "--lr",
         type=positive_float,
         metavar="RATE",
-        help=f"Adam's step size; {per_dim_default('lr')}",
+        help=f"Adam's (peak) step size; {per_dim_default('lr')}",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=("cosine", "constant"),
+        default="cosine",
+        help="cosine: a linear warm-up over the first 2%% of the steps to --lr,\n"
+        "then cosine decay to 0 (npflows.schedules.default_schedule);\n"
+        "constant: --lr throughout (default: cosine)",
     )
     add_skip_columns(p)
     p.add_argument(
