@@ -90,8 +90,19 @@ def blas_report():
     )
 
 
+def randomize_output_layers(flow, scale, rng):
+    """Draw the last weights of every conditioner net from N(0, scale²) (zero by default)."""
+    for layer in flow.layers:
+        if hasattr(layer, "net"):
+            last = layer.net.params["weights"][-1]
+            last[...] = scale * rng.standard_normal(last.shape)
+
+
 def run_flow(name, overrides, x_train, args, seed):
-    flow = nf.standardized(FLOWS[name](2, rng=seed, **overrides), x_train)
+    flow = FLOWS[name](2, rng=seed, **overrides)
+    if args.out_init:
+        randomize_output_layers(flow, args.out_init, np.random.default_rng([seed, 1]))
+    flow = nf.standardized(flow, x_train)
     epochs = math.ceil(args.steps / math.ceil(0.9 * len(x_train) / args.batch_size))
     start = time.perf_counter()
     history = nf.fit(
@@ -130,6 +141,9 @@ def main():
     parser.add_argument("--schedule", choices=["default", "constant", "cosine"], default="default")
     parser.add_argument("--warmup", type=int, default=0, help="warm-up steps of --schedule cosine")
     parser.add_argument(
+        "--out-init", type=float, default=0.0, help="std of the nets' last weights at the start"
+    )
+    parser.add_argument(
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="flow constructor arguments"
     )
     args = parser.parse_args()
@@ -143,6 +157,7 @@ def main():
         f"lr {args.lr if args.lr is not None else 'default'}, schedule {args.schedule}"
         + (f", warm-up {args.warmup}" if args.schedule == "cosine" else "")
         + (f"; flow arguments {overrides}" if overrides else "")
+        + (f"; last weights ~ N(0, {args.out_init}²)" if args.out_init else "")
     )
     print(
         "| dataset | flow | seed | KL(p‖q) | ± stderr | test NLL | max rise | steps | s | ms/step |"
