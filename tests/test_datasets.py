@@ -8,7 +8,7 @@ import pytest
 from scipy import integrate, stats
 
 from npflows import datasets
-from npflows.datasets import BIMODAL, Banana, Checkerboard, Circles, MixtureData
+from npflows.datasets import BIMODAL, Banana, Checkerboard, Circles, MixtureData, Moons
 
 N_MC = 200_000  # Monte-Carlo sample size for the moment and entropy checks
 
@@ -119,7 +119,14 @@ def test_the_two_d_sets_are_registered():
         "2spirals",
         "banana",
     ]
-    assert EXACT == ["circles", "8gaussians", "8gaussians-narrow", "checkerboard", "banana"]
+    assert EXACT == [
+        "moons",
+        "circles",
+        "8gaussians",
+        "8gaussians-narrow",
+        "checkerboard",
+        "banana",
+    ]
     for name in set(TWO_D) - set(EXACT):
         assert datasets.get(name).entropy is None
 
@@ -257,14 +264,17 @@ def test_curve_samplers_are_unchanged():
         np.testing.assert_array_equal(datasets.get(name).sample(1000, rng=3), function(1000, rng=3))
         np.testing.assert_allclose(datasets.get(name).sample(4, rng=7), before[name], rtol=1e-14)
     np.testing.assert_array_equal(
+        Moons(noise=0.05).sample(50, rng=2), datasets.two_moons(50, rng=2, noise=0.05)
+    )
+    np.testing.assert_array_equal(
         Circles(radii=(1.0, 2.0, 4.0), noise=0.1).sample(50, rng=2),
         datasets.circles(50, rng=2, radii=(1.0, 2.0, 4.0), noise=0.1),
     )
 
 
 def circles_density_mpmath(x, radii=(3.0, 1.5), noise=0.24):
-    """Pr(x) of the circles by 30-digit quadrature of the angle integral (not the Bessel form)."""
-    with mp.workdps(30):
+    """Pr(x) of the circles by 20-digit quadrature of the angle integral (not the Bessel form)."""
+    with mp.workdps(20):
         rho = mp.sqrt(mp.mpf(x[0]) ** 2 + mp.mpf(x[1]) ** 2)
         var, total = mp.mpf(noise) ** 2, 0
         for r in radii:
@@ -317,7 +327,7 @@ def test_circles_density_integrates_to_one():
     )
 
 
-@pytest.mark.parametrize("data", [Circles()], ids=repr)
+@pytest.mark.parametrize("data", [Moons(), Circles()], ids=repr)
 @pytest.mark.parametrize(
     ("x", "match"),
     [
@@ -346,3 +356,81 @@ def test_curve_densities_refuse_bad_input(data, x, match):
 def test_circles_refuse_bad_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Circles(**kwargs)
+
+
+def test_moons_refuse_bad_noise():
+    for noise in (0.0, -0.1, np.nan):
+        with pytest.raises(ValueError, match="noise must be positive"):
+            Moons(noise)
+
+
+def moons_density_mpmath(x, noise=0.2):
+    """Pr(x) of the moons by 20-digit quadrature of the θ integral, written from the sampler."""
+    with mp.workdps(20):
+        x0, x1, var, total = mp.mpf(x[0]), mp.mpf(x[1]), mp.mpf(noise) ** 2, 0
+        for (c0, c1), sign in (((-1.0, -0.2), 1), ((1.0, 0.8), -1)):  # c ± 2 (cos θ, sin θ)
+
+            def sq(theta, c0=c0, c1=c1, sign=sign):
+                return (x0 - c0 - sign * 2 * mp.cos(theta)) ** 2 + (
+                    x1 - c1 - sign * 2 * mp.sin(theta)
+                ) ** 2
+
+            # The nearest point of the arc, and the squared distance to it factored out (mp.quad's
+            # tolerance is absolute); cuts around it at the widths of a peak and of an end's decay.
+            phi = mp.atan2(sign * (x1 - c1), sign * (x0 - c0))
+            peak = min([mp.mpf(0), mp.pi] + ([phi] if 0 <= phi <= mp.pi else []), key=sq)
+            nearest = sq(peak)
+            width = 1 / mp.sqrt(2 * mp.sqrt((x0 - c0) ** 2 + (x1 - c1) ** 2) / var + 1)
+            cuts = {mp.mpf(0), mp.pi, peak}
+            for k in (1, 4, 16):
+                for step in (width, width**2):
+                    cuts |= {t for t in (peak - k * step, peak + k * step) if 0 < t < mp.pi}
+            arc = mp.quad(
+                lambda t, sq=sq, nearest=nearest: mp.exp(-(sq(t) - nearest) / (2 * var)),
+                sorted(cuts),
+            )
+            total += mp.exp(-nearest / (2 * var)) * arc / mp.pi
+        return total / 2 / (2 * mp.pi * var)
+
+
+MOONS_POINTS = [
+    [0.6029, 0.542],  # on the lower moon
+    [-1.0, -0.2],  # the upper moon's centre (κ = 0)
+    [1.0, -0.2],  # the upper moon's right end
+    [-3.0, -0.2],  # its left end
+    [0.0, 0.3],  # between the moons
+    [-1.0, -10.0],  # below the upper moon: both ends are nearest
+    [7.0, -7.0],
+    [-1.0, -100.0],
+]
+
+
+@pytest.mark.parametrize("x", MOONS_POINTS)
+def test_moons_log_density_matches_mpmath(x):
+    expected = float(mp.log(moons_density_mpmath(x)))
+    assert abs(datasets.get("moons").log_density(np.array([x]))[0] - expected) <= 1e-14 * abs(
+        expected
+    )
+
+
+def test_moons_density_integrates_to_one_and_its_entropy_is_the_grid_rule():
+    moons = datasets.get("moons")
+    grid, h = midpoint_grid(((-5.6, 5.6), (-4.8, 5.4)), 0.2 / 5)  # 13 σ around both half discs
+    log_p = moons.log_density(grid)
+    assert abs(np.exp(log_p).sum() * h * h - 1.0) < 1e-12
+    assert abs(-np.sum(np.exp(log_p) * log_p) * h * h - moons.entropy()) < 1e-12
+
+
+def test_moons_entropy_matches_the_quadrature_over_the_generating_variables():
+    """H = (1/π) ∫ E_ε[−log Pr(c + 2 (cos θ, sin θ) + σ ε)] dθ over the upper moon (the reflection
+    x ↦ c₁ + c₂ − x swaps the moons and keeps Pr), by Gauss–Legendre × Gauss–Hermite: a different
+    rule from the module's, slow to converge here (8e-8 nats off with 32 × 40 × 40 nodes)."""
+    t, w_t = np.polynomial.legendre.leggauss(32)
+    e, w_e = np.polynomial.hermite_e.hermegauss(40)
+    eps = np.stack(np.meshgrid(e, e, indexing="ij"), axis=-1).reshape(-1, 2)
+    w_eps = np.outer(w_e, w_e).ravel() / w_e.sum() ** 2
+    theta = 0.5 * np.pi * (1 + t)
+    arc = np.array([-1.0, -0.2]) + 2.0 * np.stack([np.cos(theta), np.sin(theta)], axis=1)
+    x = (arc[:, None, :] + 0.2 * eps).reshape(-1, 2)
+    neg_log_p = -datasets.get("moons").log_density(x).reshape(len(t), -1)
+    assert abs(0.5 * w_t @ neg_log_p @ w_eps - datasets.get("moons").entropy()) < 2e-7
