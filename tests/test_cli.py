@@ -156,13 +156,20 @@ def error_line(capsys) -> str:
     return err
 
 
+def test_a_data_set_known_only_by_its_sampler_has_no_kl_to_report(tmp_path, capsys):
+    args = ["--data", "2spirals", "--n-train", "300", "--n-test", "100", *TINY]
+    assert cli.main(["fit", *args, "--flow", "realnvp", "--out", str(tmp_path)]) == 0
+    assert "no KL(p‖q) to report" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("flow", [name for name in FLOWS if not name.startswith("iaf")])
 def test_fit_on_moons_with_each_flow_writes_the_model_and_plot(flow, tmp_path, capsys):
     args = TINY_MOONS if flow not in ("gaussian", "spline") else TINY_MOONS[:-3] + TINY_MOONS[-1:]
     assert cli.main(["fit", *args, "--flow", flow, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"fitting a {flow} flow to 300 points of 'moons' in 2-D" in out
-    assert np.isfinite(printed_nll(out)) and "no KL(p‖q) to report" in out
+    assert np.isfinite(printed_nll(out)) and "KL(p‖q)" in out
+    assert f"{npflows.datasets.get('moons').entropy():.4f}" in out  # moons' density is known
     model = npflows.load(tmp_path / "model.npz")
     assert model.dim == 2 and isinstance(model.layers[-1], npflows.Standardize)
     assert (tmp_path / "density.png").exists() == HAS_MATPLOTLIB
