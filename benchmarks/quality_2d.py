@@ -34,21 +34,13 @@ import time
 import numpy as np
 
 import npflows as nf
-from npflows.flows import MAF, NSF, RealNVP, ResidualFlow
+from npflows.flow_names import BUILDERS
 
 try:
     from gmm_em import fit_selected
 except ImportError:  # run from the repository root as python benchmarks/quality_2d.py
     from benchmarks.gmm_em import fit_selected
 
-FLOWS = {
-    "nsf": NSF,  # flows.NSF(2): the defaults a user gets
-    "nsf-large": lambda dim, **kw: NSF(dim, **({"n_layers": 8, "bins": 32} | kw)),
-    "realnvp": RealNVP,
-    "maf": MAF,
-    "maf-spline": lambda dim, **kw: MAF(dim, **({"transformer": "spline"} | kw)),
-    "resflow": ResidualFlow,
-}
 DEFAULT_FLOWS = ["nsf", "nsf-large", "realnvp", "maf", "gmm"]
 GMM_COMPONENTS = (8, 16, 32, 64)
 
@@ -99,7 +91,7 @@ def randomize_output_layers(flow, scale, rng):
 
 
 def run_flow(name, overrides, x_train, args, seed):
-    flow = FLOWS[name](2, rng=seed, **overrides)
+    flow = BUILDERS[name](2, rng=seed, **overrides)
     if args.out_init:
         randomize_output_layers(flow, args.out_init, np.random.default_rng([seed, 1]))
     flow = nf.standardized(flow, x_train)
@@ -132,7 +124,7 @@ def main():
     names = exact_datasets()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="*", default=names, choices=names)
-    parser.add_argument("--flows", nargs="*", default=DEFAULT_FLOWS, choices=[*FLOWS, "gmm"])
+    parser.add_argument("--flows", nargs="*", default=DEFAULT_FLOWS, choices=[*BUILDERS, "gmm"])
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--n", type=int, default=50_000, help="train and test points, each")
     parser.add_argument("--steps", type=int, default=5000)

@@ -50,6 +50,7 @@ BUILDERS: dict[str, Callable[..., Flow]] = {
     "gaussian": gaussian,
     "spline": spline,
     "nsf": flows.NSF,
+    "nsf-large": partial(flows.NSF, n_layers=8, bins=32),  # the larger measured configuration
     "realnvp": flows.RealNVP,
     "nice": flows.NICE,
     "piecewise-linear": flows.PiecewiseLinearFlow,

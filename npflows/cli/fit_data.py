@@ -141,6 +141,13 @@ def fit_command(args: argparse.Namespace) -> int:
                     f"{opts['lr']:g}). Nothing was written to {out}."
                 )
             print("note: no epoch improved on the starting model, which is kept")
+        schedule = "constant" if args.schedule == "constant" else "2% warm-up, cosine decay"
+        print(
+            f"trained {len(history.train_nll)} epochs, {history.steps} Adam steps (lr {opts['lr']:g}, "
+            f"{schedule}); best validation NLL at epoch {history.best_epoch + 1}"
+            if history.improved
+            else f"trained {len(history.train_nll)} epochs, {history.steps} Adam steps"
+        )
         if context_map is not None:
             absorb_context_map(flow, context_map)  # the saved model takes the raw context
         nll = report_test(flow, rows_train, rows_test, dataset, k)
