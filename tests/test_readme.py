@@ -28,7 +28,7 @@ INSTALL = ("python3 -m venv", "pip install")
 # quiet 2-core machine and trains 20,000 points for 30 epochs; here it trains 4,000 for 3.
 REDUCED = {
     "npflows fit --data moons --flow nsf": "--n-train 4000 --n-test 1000 --epochs 3",
-    "python -m npflows fit --data banana --flow maf-spline": "--n-train 2000 --n-test 500 --epochs 2",
+    "python -m npflows fit --data banana --flow maf-spline": "--n-train 4000 --n-test 500 --epochs 3",
     "python -m npflows fit-density --target ring --flow iaf": "--steps 100 --n-eval 1000",
 }
 
