@@ -15,7 +15,7 @@ import numpy as np
 
 from ..layer import check_int
 from ._checks import in_open_interval, positive_finite
-from ._math import softmax_vjp
+from ._math import interval_mask, select, softmax_vjp
 from .base import Transformer
 
 
@@ -171,11 +171,14 @@ class RQSplineTransformer(Transformer):
     def _bin(self, v, knots, row):
         """The bin of each entry of v (M,) by the knots ``knots[row]`` (0: x, 1: y), and its ends.
 
-        Returns v clipped to [−B, B]; where bins k and k + 1 sit in a raveled (K + 1, M) array,
-        (2, M), k being the number of interior knots ≤ v (so ±B are inside); and the bin's
-        x_lo, x_hi, y_lo, y_hi, δ_lo, δ_hi, width w, height h and secant slope s, each (M,).
+        Returns which entries lie in [−B, B] (None: all of them, :func:`interval_mask`); v clipped
+        to [−B, B] (v itself when all lie inside); where bins k and k + 1 sit in a raveled
+        (K + 1, M) array, (2, M), k being the number of interior knots ≤ v (so ±B are inside);
+        and the bin's x_lo, x_hi, y_lo, y_hi, δ_lo, δ_hi, width w, height h and secant slope s,
+        each (M,).
         """
-        vc = v.clip(-self.bound, self.bound)
+        inside = interval_mask(v, -self.bound, self.bound)
+        vc = v if inside is None else v.clip(-self.bound, self.bound)
         k = (vc >= knots[row, 1 : self.bins]).sum(axis=0)
         at = k * len(k) + np.arange(len(k))
         ends = np.stack([at, at + len(k)])
@@ -186,19 +189,18 @@ class RQSplineTransformer(Transformer):
         height = y_hi - y_lo
         # 3. secant slope s
         slope = height / width
-        return vc, ends, (x_lo, x_hi, y_lo, y_hi, d_lo, d_hi, width, height, slope)
+        return inside, vc, ends, (x_lo, x_hi, y_lo, y_hi, d_lo, d_hi, width, height, slope)
 
     def _forward(self, u, knots, knots_pullback):
         """``forward_vjp`` on the knots of :meth:`_spline`, with ℓ_u for :meth:`_inverse_parts`."""
         shape, u = u.shape, u.reshape(-1)  # (M,)
-        uc, ends, bin_ = self._bin(u, knots, 0)  # tails are evaluated at ±B, then discarded
+        inside, uc, ends, bin_ = self._bin(u, knots, 0)  # tails evaluated at ±B, then discarded
         x_lo, x_hi, width = bin_[0], bin_[1], bin_[6]
         # 4. position ξ in the bin and 1 − ξ, both in [0, 1] (rounding is monotone, so they cannot
         #    leave it). 1 − ξ is computed from the upper end, not as 1 − ξ: near ξ = 1 that would
         #    lose digits (relative error ε/(1 − ξ)), which a small s_k amplifies in the log-derivative.
         xi = (uc - x_lo) / width
         one_minus_xi = (x_hi - uc) / width
-        inside = np.abs(u) <= self.bound
         return self._evaluate(u, inside, shape, ends, bin_, xi, one_minus_xi, knots, knots_pullback)
 
     @staticmethod
@@ -207,7 +209,8 @@ class RQSplineTransformer(Transformer):
     ):
         """Steps 5–10 of the forward map at ξ in each entry's bin, and the pullback of 1–10.
 
-        u (M,) is the map's input, the identity where ``inside`` is False; the output y is None
+        u (M,) is the map's input, the identity where ``inside`` is False (None: nowhere, and no
+        selection between the spline and its tails is made); the output y is None
         unless ``y_too`` (the inverse needs only the log-derivative and the pullback). The
         inverse passes its solution with the ξ and 1 − ξ of its root, so that the log-derivative
         is the one at the exact solution rather than at u rounded to a float (which costs digits
@@ -232,18 +235,18 @@ class RQSplineTransformer(Transformer):
         if y_too:
             top = y_hi - height * ((slope * one_minus_xi2 + d_hi * xi_one_minus_xi) / denominator)
             y_in = np.where(one_minus_xi < xi, top, y_lo + height * fraction)
-            y = np.where(inside, y_in, u).reshape(shape)
+            y = select(inside, y_in, u).reshape(shape)
         # 9. derivative numerator: dy/du = s² E / denominator², all three positive, with
         #    E = δ_hi ξ² + 2 s ξ(1 − ξ) + δ_lo (1 − ξ)²
         derivative_numerator = d_hi * xi2 + 2.0 * slope * xi_one_minus_xi + d_lo * one_minus_xi2
         # 10. log-derivative ℓ = 2 log s + log E − 2 log denominator, taken as one log
         ell = np.log(slope * slope * derivative_numerator / (denominator * denominator))
-        log_deriv = np.where(inside, ell, 0.0).reshape(shape)
+        log_deriv = select(inside, ell, 0.0).reshape(shape)
 
         def pullback(grad_y, grad_log_deriv):
             grad_y = grad_y.reshape(-1)
-            g_y = np.where(inside, grad_y, 0.0)
-            g_ell = np.where(inside, grad_log_deriv.reshape(-1), 0.0)
+            g_y = select(inside, grad_y, 0.0)
+            g_ell = select(inside, grad_log_deriv.reshape(-1), 0.0)
             # 10. ℓ = 2 log s + log E − 2 log denominator
             grad_slope = 2.0 * g_ell / slope
             grad_derivative_numerator = g_ell / derivative_numerator
@@ -290,7 +293,7 @@ class RQSplineTransformer(Transformer):
             )
             grad_knots = np.zeros_like(knots)
             grad_knots.reshape(3, -1)[:, ends] = grad_ends.reshape(3, *ends.shape)
-            return np.where(inside, grad_u, grad_y).reshape(shape), knots_pullback(grad_knots)
+            return select(inside, grad_u, grad_y).reshape(shape), knots_pullback(grad_knots)
 
         def dl_du():
             # ℓ_u = (E′/E − 2 denominator′/denominator) / w, with E′ = dE/dξ =
@@ -301,7 +304,7 @@ class RQSplineTransformer(Transformer):
                 d_derivative_numerator / derivative_numerator
                 - 2.0 * slope_gap * one_minus_2xi / denominator
             )
-            return np.where(inside, d_log / width, 0.0).reshape(shape)
+            return select(inside, d_log / width, 0.0).reshape(shape)
 
         return y, log_deriv, pullback, dl_du
 
@@ -311,13 +314,12 @@ class RQSplineTransformer(Transformer):
     def _inverse_parts(self, y, theta):
         knots, knots_pullback = self._spline(theta)  # once, for the solve and the forward at u
         shape, y = y.shape, y.reshape(-1)  # (M,)
-        yc, ends, bin_ = self._bin(y, knots, 1)  # y clipped to [−B, B] before the bin search
+        inside, yc, ends, bin_ = self._bin(y, knots, 1)  # y clipped to [−B, B] for the search
         xi, one_minus_xi = self._solve_in_bin(yc, bin_)
         x_lo, x_hi, width = bin_[0], bin_[1], bin_[6]
-        inside = np.abs(y) <= self.bound
         # u = x_lo + ξ w, or x_hi − (1 − ξ) w in the bin's upper half (the shorter step, less rounding)
         u_in = np.where(one_minus_xi < xi, x_hi - one_minus_xi * width, x_lo + xi * width)
-        u = np.where(inside, u_in, y)
+        u = select(inside, u_in, y)
         _, log_deriv, pullback, dl_du = self._evaluate(
             u, inside, shape, ends, bin_, xi, one_minus_xi, knots, knots_pullback, y_too=False
         )
