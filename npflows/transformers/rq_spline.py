@@ -18,11 +18,21 @@ from ._checks import in_open_interval, positive_finite
 from ._math import interval_mask, select, softmax_vjp
 from .base import Transformer
 
+FEW_COORDINATES = 128
+"""Up to this many coordinates M, sums over the bins are one ``np.add.accumulate`` call; above
+it, a loop adding whole rows of M coordinates, K calls that are each fast on long rows (numpy's
+accumulate scans each coordinate's few bins separately, several times slower for large M, while
+for small M the K calls' fixed cost dominates). Both add in the same order: the same bits."""
+
 
 def _cumsum_bins(a, out=None):
-    """``np.cumsum(a, axis=1, out=out)``: the same sums, added a whole row of coordinates at a time.
-    numpy scans each coordinate's few bins separately, several times slower for a few bins."""
+    """``np.cumsum(a, axis=1, out=out)``: running sums over the bins (axis 1) of (…, K, M), each
+    added in bin order (see :data:`FEW_COORDINATES` for how)."""
     out = np.empty_like(a) if out is None else out
+    if a.shape[-1] <= FEW_COORDINATES:
+        np.add.accumulate(a, axis=1, out=out)
+        out[:, 0] += 0.0  # as the loop's 0 + a_0, which makes a −0 a +0
+        return out
     running = 0.0
     for k in range(a.shape[1]):
         running = np.add(running, a[:, k], out=out[:, k])
@@ -34,10 +44,7 @@ def _softmax_bins(a):
     sum over axis 1 does that for M ≥ 2 but sums pairwise for M = 1, so a coordinate's knots would
     depend on how many rows came with it; this way every row gets the same bits in any batch."""
     shifted = np.exp(a - a.max(axis=1, keepdims=True))
-    total = shifted[:, 0].copy()
-    for k in range(1, a.shape[1]):
-        total += shifted[:, k]
-    return shifted / total[:, None]
+    return shifted / _cumsum_bins(shifted)[:, -1:]
 
 
 class RQSplineTransformer(Transformer):
@@ -181,7 +188,7 @@ class RQSplineTransformer(Transformer):
         vc = v if inside is None else v.clip(-self.bound, self.bound)
         k = (vc >= knots[row, 1 : self.bins]).sum(axis=0)
         at = k * len(k) + np.arange(len(k))
-        ends = np.stack([at, at + len(k)])
+        ends = np.add.outer((0, len(k)), at)  # (2, M): the bin's lower and upper knots
         # 1. the bin's ends and slopes, gathered at once: (x, y, δ) × (lo, hi), each (M,)
         (x_lo, x_hi), (y_lo, y_hi), (d_lo, d_hi) = np.take(knots.reshape(3, -1), ends, axis=1)
         # 2. bin width and height
@@ -220,16 +227,20 @@ class RQSplineTransformer(Transformer):
         # 5. the products of ξ the formulas use: ξ(1 − ξ), ξ²
         xi_one_minus_xi = xi * one_minus_xi
         xi2 = xi * xi
-        # 6. numerator s ξ² + δ_lo ξ(1 − ξ)
-        numerator = slope * xi2 + d_lo * xi_one_minus_xi
         # 7. denominator s + Δ ξ(1 − ξ), with Δ = δ_hi + δ_lo − 2 s
         slope_gap = d_hi + d_lo - 2.0 * slope
         denominator = slope + slope_gap * xi_one_minus_xi
+
+        def quotient():
+            # 6. numerator s ξ² + δ_lo ξ(1 − ξ), and q = numerator / denominator of 8.
+            return (slope * xi2 + d_lo * xi_one_minus_xi) / denominator
+
         # 8. output y = y_lo + h q, q = numerator / denominator
         #    In the bin's upper half it is taken from the top, y = y_hi − h (1 − q) with the mirror
         #    image 1 − q = [s (1 − ξ)² + δ_hi ξ(1 − ξ)] / denominator: the same number, but the
         #    rounding of h (1 − q) is then that of a short step, not of one the bin's height long.
-        fraction = numerator / denominator
+        #    Without y (the inverse), q is needed only by the pullback, which computes it then.
+        fraction = quotient() if y_too else None
         one_minus_xi2 = one_minus_xi * one_minus_xi
         y = None
         if y_too:
@@ -259,10 +270,11 @@ class RQSplineTransformer(Transformer):
             grad_xi_one_minus_xi = 2.0 * grad_derivative_numerator * slope
             # 8. y = y_lo + h q, q = numerator / denominator (the form from the top is the same
             #    function of the same numbers, so it has the same pullback)
+            q = quotient() if fraction is None else fraction
             grad_y_lo = g_y
-            grad_height = g_y * fraction
+            grad_height = g_y * q
             grad_numerator = g_y * height / denominator
-            grad_denominator -= grad_numerator * fraction
+            grad_denominator -= grad_numerator * q
             # 7. denominator = s + Δ ξ(1 − ξ), Δ = δ_hi + δ_lo − 2 s
             grad_slope += grad_denominator * (1.0 - 2.0 * xi_one_minus_xi)
             grad_d_hi += grad_denominator * xi_one_minus_xi

@@ -1,10 +1,12 @@
-"""The splines skip the selection of their identity tails when no entry lies in a tail (issue 15):
-the entries inside give the same bits whether or not another entry of the batch is in a tail."""
+"""The splines' shortcuts (issue 15) give the same bits as their general paths: no selection of
+the identity tails when no entry lies in one, and sums over the bins in one call for few
+coordinates."""
 
 import numpy as np
 import pytest
 
 from npflows.transformers import PiecewiseLinearTransformer, RQSplineTransformer
+from npflows.transformers.rq_spline import FEW_COORDINATES, _cumsum_bins
 
 TRANSFORMERS = {
     "rq-spline": lambda: RQSplineTransformer(bins=5, bound=3.0),
@@ -42,3 +44,18 @@ def test_entries_inside_get_the_same_bits_with_or_without_a_tail_in_the_batch(na
     out, log_deriv = with_tails[4:]
     np.testing.assert_array_equal(out[n, :2], u[n, :2])  # the identity in the tails
     np.testing.assert_array_equal(log_deriv[n, :2], 0.0)
+
+
+def test_sums_over_bins_for_few_coordinates_are_those_for_many():
+    # Up to FEW_COORDINATES coordinates one accumulate call, above a loop over the bins: the
+    # first coordinates of a batch too large for the one get the bits of the other, −0 included.
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((2, 7, FEW_COORDINATES + 5))
+    a[0, 0, :3] = -0.0
+    a[1, :, 4] = 0.0
+    few = _cumsum_bins(a[..., :FEW_COORDINATES].copy())
+    many = _cumsum_bins(a)
+    np.testing.assert_array_equal(few, many[..., :FEW_COORDINATES])
+    np.testing.assert_array_equal(np.signbit(few), np.signbit(many[..., :FEW_COORDINATES]))
+    np.testing.assert_allclose(many, np.cumsum(a, axis=1), rtol=1e-15, atol=0)
+    assert not np.signbit(many[0, 0, :3]).any()  # 0 + (−0) = +0, in both paths
