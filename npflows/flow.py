@@ -19,7 +19,7 @@ from .distributions import StandardNormal
 from .layer import Layer, RNGLike, as_rng, check_int, describe
 from .tree import Tree, tree_map
 
-CHUNK_SIZE = 4096
+CHUNK_SIZE = 2048
 """The default number of rows per pass of :meth:`Flow.log_prob`, :meth:`Flow.sample`,
 :meth:`Flow.sample_and_log_prob` and :meth:`Flow.nll_and_grad`. A batch of N > CHUNK_SIZE rows
 is cut into ⌈N / CHUNK_SIZE⌉ chunks of as equal sizes as possible, which keep the
