@@ -39,6 +39,11 @@ Two kinds of layer depend on the whole batch: a residual block's fixed-point sol
 direction) iterates until every row of the pass has converged, and its stochastic log-det
 estimators draw their random numbers per pass; with those, chunks give other numbers within the
 solver's tolerance, or another, equally valid draw. Pass ``chunk_size=None`` for one pass.
+
+``chunk_size="auto"``, the default, is CHUNK_SIZE, except for a direction that a layer computes
+without a pullback, coordinate by coordinate (a MAF's sampling, an IAF's density): that runs in
+one pass, since its sequential solve is many small products per block of rows, which chunks do
+not speed up but multiply (benchmarks/README.md, "Issue 15", measures it).
 """
 
 
@@ -161,13 +166,14 @@ class Flow(Layer):
         return h, log_det, pullback
 
     # -- density, sampling, loss ------------------------------------------------------------------
-    def log_prob(self, x, context=None, *, chunk_size: int | None = CHUNK_SIZE) -> np.ndarray:
+    def log_prob(self, x, context=None, *, chunk_size: int | str | None = "auto") -> np.ndarray:
         """log Pr(x) = log Pr(z) + log|det ∂f⁻¹/∂x| for x of shape (N, D); returns (N,) in nats.
 
-        ``chunk_size``: rows per pass (see :data:`CHUNK_SIZE`; None: all rows in one pass). Each
-        row's value is computed by the same operations in any chunk.
+        ``chunk_size``: rows per pass, "auto" (see :data:`CHUNK_SIZE`) or None (all rows in one
+        pass). Each row's value is computed by the same operations in any chunk.
         """
         x, context = self._check(x, context, "x", self.event_shape)
+        chunk_size = _check_chunk_size(chunk_size, sequential=not self.has_inverse_vjp)
 
         def evaluate(rows):
             z, log_det = self._inverse(x[rows], _rows(context, rows))
@@ -177,7 +183,7 @@ class Flow(Layer):
         return log_p.astype(x.dtype, copy=False)
 
     def sample(
-        self, n: int, rng: RNGLike = None, context=None, *, chunk_size: int | None = CHUNK_SIZE
+        self, n: int, rng: RNGLike = None, context=None, *, chunk_size: int | str | None = "auto"
     ) -> np.ndarray:
         """Draw z ~ Pr(z) and return x = f[z], shape (n, D).
 
@@ -188,19 +194,19 @@ class Flow(Layer):
         return self.sample_and_log_prob(n, rng, context, chunk_size=chunk_size)[0]
 
     def sample_and_log_prob(
-        self, n: int, rng: RNGLike = None, context=None, *, chunk_size: int | None = CHUNK_SIZE
+        self, n: int, rng: RNGLike = None, context=None, *, chunk_size: int | str | None = "auto"
     ):
         """Samples x (n, D) and their log Pr(x) (n,), from one generative pass:
         log Pr(x) = log Pr(z) − log|det ∂f/∂z|. Computed in the parameters' dtype. ``context``
         as in :meth:`sample`: (n, context_dim), or one row (context_dim,) or (1, context_dim).
 
         All n base draws are taken first, in one call of ``rng``; then the generative pass runs
-        ``chunk_size`` rows at a time (:data:`CHUNK_SIZE`; None: one pass). So the same ``rng``
-        gives the same z, and the same x, whatever the chunk size.
+        ``chunk_size`` rows at a time ("auto": :data:`CHUNK_SIZE`; None: one pass). So the same
+        ``rng`` gives the same z, and the same x, whatever the chunk size.
         """
         n, rng = check_int(n, "n", minimum=0), as_rng(rng)
         context = self._check_context(_one_context_for_all(context, self.context_dim, n), n)
-        chunk_size = _check_chunk_size(chunk_size)
+        chunk_size = _check_chunk_size(chunk_size, sequential=not self.has_forward_vjp)
         z = self.base.sample(n, rng).astype(self.dtype, copy=False)
 
         def evaluate(rows):
@@ -212,22 +218,22 @@ class Flow(Layer):
         return x, self.base._log_prob(z) - log_det
 
     def nll_and_grad(
-        self, x, context=None, *, chunk_size: int | None = CHUNK_SIZE
+        self, x, context=None, *, chunk_size: int | str | None = "auto"
     ) -> tuple[float, Tree]:
         """Mean negative log-likelihood (nats) of x (N, D) and its gradient for ``self.params``.
 
         L = −(1/N) Σ_n [log Pr(z_n) + log|det ∂f⁻¹/∂x|(x_n)], so ∂L/∂z_n = −(1/N) ∂log Pr(z_n)/∂z_n
         and ∂L/∂log_det_n = −1/N; the layers' pullbacks carry these back to the parameters.
 
-        Chunks (``chunk_size`` rows at a time, :data:`CHUNK_SIZE`; None: one pass): each chunk's
-        pullback starts from the same −1/N per row, N the whole batch's size, so chunk c returns
-        the gradient of −(1/N) Σ_{n ∈ c} log Pr(x_n), and these add up to the gradient of L. The
-        loss is the mean of all N log-densities, taken once, so it is the one-pass value; the
-        gradients equal the one-pass ones to rounding (their sums over rows are added chunk by
-        chunk, not over all rows at once).
+        Chunks (``chunk_size`` rows at a time, "auto": :data:`CHUNK_SIZE`; None: one pass): each
+        chunk's pullback starts from the same −1/N per row, N the whole batch's size, so chunk c
+        returns the gradient of −(1/N) Σ_{n ∈ c} log Pr(x_n), and these add up to the gradient of
+        L. The loss is the mean of all N log-densities, taken once (the one-pass value whenever
+        the rows' log-densities are, see :data:`CHUNK_SIZE`); the gradients equal the one-pass
+        ones to rounding (their sums over rows are added chunk by chunk, not all at once).
         """
         x, context = self._check(x, context, "x", self.event_shape)
-        chunk_size = _check_chunk_size(chunk_size)
+        chunk_size = _check_chunk_size(chunk_size, sequential=False)
         if len(x) == 0:
             raise ValueError(
                 "x has no rows: the mean negative log-likelihood of nothing is undefined"
@@ -252,8 +258,18 @@ class Flow(Layer):
         return nll, grads
 
 
-def _check_chunk_size(chunk_size) -> int | None:
-    return None if chunk_size is None else check_int(chunk_size, "chunk_size")
+def _check_chunk_size(chunk_size, sequential: bool) -> int | None:
+    """Rows per chunk, None for one pass: "auto" is :data:`CHUNK_SIZE`, or None for a
+    ``sequential`` direction; anything but "auto", None and a positive integer is refused."""
+    if isinstance(chunk_size, str) and chunk_size == "auto":
+        return None if sequential else CHUNK_SIZE
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, str):
+        raise TypeError(
+            f'chunk_size must be "auto", None or a positive integer, got {chunk_size!r}'
+        )
+    return check_int(chunk_size, "chunk_size")
 
 
 def _rows(context, rows):
@@ -273,7 +289,6 @@ def _in_chunks(evaluate, n: int, chunk_size: int | None) -> list:
     call without chunks: its row numbers count from the batch's first row, not the chunk's, and
     its counts of bad values are over the whole batch.
     """
-    chunk_size = _check_chunk_size(chunk_size)
     count = 1 if chunk_size is None or n <= chunk_size else -(-n // chunk_size)
     bounds = [i * n // count for i in range(count + 1)]
     if count == 1:

@@ -116,18 +116,23 @@ def test_chunks_are_nearly_equal_and_cover_every_row_once():
         assert max(sizes) <= CHUNK_SIZE and max(sizes) - min(sizes) <= 1
 
 
-@pytest.mark.parametrize("bad", [0, -3, 2.5, np.nan, "4096"])
+@pytest.mark.parametrize("bad", [0, -3, 2.5, np.nan, "4096", "Auto"])
 def test_a_bad_chunk_size_is_refused_naming_it(bad):
     flow = FLOWS["realnvp"]()
     x = np.zeros((3, 2))
     error = TypeError if isinstance(bad, str) else ValueError
+    expected = (
+        'chunk_size must be "auto", None or a positive'
+        if isinstance(bad, str)
+        else ("chunk_size must be a positive integer")
+    )
     for call in (
         lambda: flow.log_prob(x, chunk_size=bad),
         lambda: flow.nll_and_grad(x, chunk_size=bad),
         lambda: flow.sample(3, rng=0, chunk_size=bad),
         lambda: flow.sample_and_log_prob(3, rng=0, chunk_size=bad),
     ):
-        with pytest.raises(error, match="chunk_size must be a positive integer"):
+        with pytest.raises(error, match=expected):
             call()
     with pytest.raises(TypeError, match="chunk_size"):
         flow.log_prob(x, chunk_size=True)
@@ -165,3 +170,35 @@ def test_a_layers_error_is_the_one_pass_error():
     message = errors(lambda: unit.log_prob(u, chunk_size=1000))
     assert "3 value(s) do not" in message
     assert message == errors(lambda: unit.log_prob(u, chunk_size=None))
+
+
+def passes(flow, direction, call):
+    """How many times ``call()`` runs the first layer's ``direction`` ("_forward", "_inverse")."""
+    layer, count = flow.layers[0], []
+    original = getattr(layer, direction)
+
+    def counted(h, context):
+        count.append(len(h))
+        return original(h, context)
+
+    setattr(layer, direction, counted)
+    try:
+        call()
+    finally:
+        delattr(layer, direction)
+    return len(count)
+
+
+def test_auto_chunks_except_a_direction_solved_coordinate_by_coordinate():
+    n = 2 * CHUNK_SIZE + 1
+    coupling = FLOWS["realnvp"]()
+    x, _ = inputs(coupling, n)
+    assert passes(coupling, "_inverse", lambda: coupling.log_prob(x)) == 3
+    assert passes(coupling, "_forward", lambda: coupling.sample(n, rng=0)) == 3
+    maf = nf.flows.MAF(2, n_layers=1, hidden=(4,), rng=0)  # sequential sampling
+    assert passes(maf, "_forward", lambda: maf.sample(n, rng=0)) == 1
+    assert passes(maf, "_forward", lambda: maf.sample(n, rng=0, chunk_size=CHUNK_SIZE)) == 3
+    assert passes(maf, "_inverse", lambda: maf.log_prob(x)) == 3
+    iaf = nf.flows.IAF(2, n_layers=1, hidden=(4,), rng=0)  # sequential density
+    assert passes(iaf, "_inverse", lambda: iaf.log_prob(x)) == 1
+    assert passes(iaf, "_forward", lambda: iaf.sample(n, rng=0)) == 3
