@@ -29,11 +29,10 @@ conditioners' activations small enough to stay in the CPU's caches (benchmarks/R
 Each row's log-density and sample are computed by the same operations in any chunk (the
 splines' sums over bins run in a fixed order for this reason), so chunks change them only where a
 matrix product rounds a row otherwise for another number of rows: equal to rounding, not always
-bit-identical. With OpenBLAS, batches of 9000 rows in chunks of 1000 gave the same bits as one
-pass on the 2-D RealNVP, the 2-D NSF and the 16-D MAF in float64 (trained-like parameters); chunks of a few rows differ
-by a few ulp (float32: tens of ulp after a spline; tests/test_chunking.py bounds them). The loss
-of :meth:`Flow.nll_and_grad` is the mean of the per-row values, taken once over all N; its
-gradients add the chunks' sums over rows, equal to rounding.
+bit-identical (chunks of a few rows can differ by a few ulp in float64, tens of ulp in float32
+after a spline; tests/test_chunking.py bounds them). The loss of :meth:`Flow.nll_and_grad` is
+the mean of the per-row values, taken once over all N; its gradients add the chunks' sums over
+rows, equal to rounding.
 
 Two kinds of layer depend on the whole batch: a residual block's fixed-point solve (its forward
 direction) iterates until every row of the pass has converged, and its stochastic log-det

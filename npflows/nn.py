@@ -112,8 +112,8 @@ class MLP:
 
     def _masks_in(self, dtype) -> list[np.ndarray]:
         """The masks as 0.0/1.0 arrays of ``dtype``, made once per dtype: W ⊙ M is then a
-        product of two float arrays, twice as fast as with boolean M (whose entries numpy
-        converts on every product) and the same numbers (W · 1 = W, W · 0 = ±0 either way)."""
+        product of two float arrays, faster than with boolean M (whose entries numpy converts
+        on every product), and the same numbers (W · 1 = W, W · 0 = ±0 either way)."""
         values = self._mask_values.get(dtype)
         if values is None:
             values = self._mask_values[dtype] = [m.astype(dtype) for m in self.masks]
