@@ -17,7 +17,33 @@ import numpy as np
 
 from .distributions import StandardNormal
 from .layer import Layer, RNGLike, as_rng, check_int, describe
-from .tree import Tree
+from .tree import Tree, tree_map
+
+CHUNK_SIZE = 2048
+"""The default number of rows per pass of :meth:`Flow.log_prob`, :meth:`Flow.sample`,
+:meth:`Flow.sample_and_log_prob` and :meth:`Flow.nll_and_grad`. A batch of N > CHUNK_SIZE rows
+is cut into ⌈N / CHUNK_SIZE⌉ chunks of as equal sizes as possible, which keep the
+conditioners' activations small enough to stay in the CPU's caches (benchmarks/README.md, "Issue
+15", measures the gain and how this value was chosen); it also bounds the memory of a pass.
+
+Each row's log-density and sample are computed by the same operations in any chunk (the
+splines' sums over bins run in a fixed order for this reason), so chunks change them only where a
+matrix product rounds a row otherwise for another number of rows: equal to rounding, not always
+bit-identical (chunks of a few rows can differ by a few ulp in float64, tens of ulp in float32
+after a spline; tests/test_chunking.py bounds them). The loss of :meth:`Flow.nll_and_grad` is
+the mean of the per-row values, taken once over all N; its gradients add the chunks' sums over
+rows, equal to rounding.
+
+Two kinds of layer depend on the whole batch: a residual block's fixed-point solve (its forward
+direction) iterates until every row of the pass has converged, and its stochastic log-det
+estimators draw their random numbers per pass; with those, chunks give other numbers within the
+solver's tolerance, or another, equally valid draw. Pass ``chunk_size=None`` for one pass.
+
+``chunk_size="auto"``, the default, is CHUNK_SIZE, except for a direction that a layer computes
+without a pullback, coordinate by coordinate (a MAF's sampling, an IAF's density): that runs in
+one pass, since its sequential solve is many small products per block of rows, which chunks do
+not speed up but multiply (benchmarks/README.md, "Issue 15", measures it).
+"""
 
 
 class Flow(Layer):
@@ -139,54 +165,137 @@ class Flow(Layer):
         return h, log_det, pullback
 
     # -- density, sampling, loss ------------------------------------------------------------------
-    def log_prob(self, x, context=None) -> np.ndarray:
-        """log Pr(x) = log Pr(z) + log|det ∂f⁻¹/∂x| for x of shape (N, D); returns (N,) in nats."""
-        x, context = self._check(x, context, "x", self.event_shape)
-        z, log_det = self._inverse(x, context)
-        return (self.base._log_prob(z.reshape(len(z), self.dim)) + log_det).astype(
-            x.dtype, copy=False
-        )
+    def log_prob(self, x, context=None, *, chunk_size: int | str | None = "auto") -> np.ndarray:
+        """log Pr(x) = log Pr(z) + log|det ∂f⁻¹/∂x| for x of shape (N, D); returns (N,) in nats.
 
-    def sample(self, n: int, rng: RNGLike = None, context=None) -> np.ndarray:
+        ``chunk_size``: rows per pass, "auto" (see :data:`CHUNK_SIZE`) or None (all rows in one
+        pass). Each row's value is computed by the same operations in any chunk.
+        """
+        x, context = self._check(x, context, "x", self.event_shape)
+        chunk_size = _check_chunk_size(chunk_size, sequential=not self.has_inverse_vjp)
+
+        def evaluate(rows):
+            z, log_det = self._inverse(x[rows], _rows(context, rows))
+            return self.base._log_prob(z.reshape(len(z), self.dim)) + log_det
+
+        log_p = _concatenate(_in_chunks(evaluate, len(x), chunk_size))
+        return log_p.astype(x.dtype, copy=False)
+
+    def sample(
+        self, n: int, rng: RNGLike = None, context=None, *, chunk_size: int | str | None = "auto"
+    ) -> np.ndarray:
         """Draw z ~ Pr(z) and return x = f[z], shape (n, D).
 
         For a conditional flow, ``context`` has shape (n, context_dim), one row per draw, or is one
         context for all n draws: shape (context_dim,) or (1, context_dim), broadcast to n rows (as
-        zuko and FlowJAX do).
+        zuko and FlowJAX do). ``chunk_size`` as in :meth:`sample_and_log_prob`.
         """
-        return self.sample_and_log_prob(n, rng, context)[0]
+        return self.sample_and_log_prob(n, rng, context, chunk_size=chunk_size)[0]
 
-    def sample_and_log_prob(self, n: int, rng: RNGLike = None, context=None):
+    def sample_and_log_prob(
+        self, n: int, rng: RNGLike = None, context=None, *, chunk_size: int | str | None = "auto"
+    ):
         """Samples x (n, D) and their log Pr(x) (n,), from one generative pass:
         log Pr(x) = log Pr(z) − log|det ∂f/∂z|. Computed in the parameters' dtype. ``context``
-        as in :meth:`sample`: (n, context_dim), or one row (context_dim,) or (1, context_dim)."""
+        as in :meth:`sample`: (n, context_dim), or one row (context_dim,) or (1, context_dim).
+
+        All n base draws are taken first, in one call of ``rng``; then the generative pass runs
+        ``chunk_size`` rows at a time ("auto": :data:`CHUNK_SIZE`; None: one pass). So the same
+        ``rng`` gives the same z, and the same x, whatever the chunk size.
+        """
         n, rng = check_int(n, "n", minimum=0), as_rng(rng)
         context = self._check_context(_one_context_for_all(context, self.context_dim, n), n)
+        chunk_size = _check_chunk_size(chunk_size, sequential=not self.has_forward_vjp)
         z = self.base.sample(n, rng).astype(self.dtype, copy=False)
-        x, log_det = self._forward(z.reshape(n, *self.latent_shape), context)
+
+        def evaluate(rows):
+            h = z[rows]
+            return self._forward(h.reshape(len(h), *self.latent_shape), _rows(context, rows))
+
+        pieces = _in_chunks(evaluate, n, chunk_size)
+        x, log_det = (_concatenate([piece[i] for piece in pieces]) for i in (0, 1))
         return x, self.base._log_prob(z) - log_det
 
-    def nll_and_grad(self, x, context=None) -> tuple[float, Tree]:
+    def nll_and_grad(
+        self, x, context=None, *, chunk_size: int | str | None = "auto"
+    ) -> tuple[float, Tree]:
         """Mean negative log-likelihood (nats) of x (N, D) and its gradient for ``self.params``.
 
         L = −(1/N) Σ_n [log Pr(z_n) + log|det ∂f⁻¹/∂x|(x_n)], so ∂L/∂z_n = −(1/N) ∂log Pr(z_n)/∂z_n
         and ∂L/∂log_det_n = −1/N; the layers' pullbacks carry these back to the parameters.
+
+        Chunks (``chunk_size`` rows at a time, "auto": :data:`CHUNK_SIZE`; None: one pass): each
+        chunk's pullback starts from the same −1/N per row, N the whole batch's size, so chunk c
+        returns the gradient of −(1/N) Σ_{n ∈ c} log Pr(x_n), and these add up to the gradient of
+        L. The loss is the mean of all N log-densities, taken once (the one-pass value whenever
+        the rows' log-densities are, see :data:`CHUNK_SIZE`); the gradients equal the one-pass
+        ones to rounding (their sums over rows are added chunk by chunk, not all at once).
         """
         x, context = self._check(x, context, "x", self.event_shape)
+        chunk_size = _check_chunk_size(chunk_size, sequential=False)
         if len(x) == 0:
             raise ValueError(
                 "x has no rows: the mean negative log-likelihood of nothing is undefined"
             )
         x = x.astype(self.dtype, copy=False)  # compute in the parameters' precision
-        z, log_det, pullback = self._inverse_vjp(x, context)
-        log_pz, base_pullback = self.base.log_prob_vjp(z.reshape(len(z), self.dim))
         n = len(x)
-        nll = -float(np.mean(log_pz + log_det, dtype=np.float64))
-        grad_log_p = np.full(n, -1.0 / n, dtype=x.dtype)
-        grad_z, grads_base = base_pullback(grad_log_p)
-        _, grads = pullback(grad_z.reshape(z.shape), grad_log_p)
-        grads["base"] = grads_base
+
+        def evaluate(rows):
+            z, log_det, pullback = self._inverse_vjp(x[rows], _rows(context, rows))
+            log_pz, base_pullback = self.base.log_prob_vjp(z.reshape(len(z), self.dim))
+            grad_log_p = np.full(len(z), -1.0 / n, dtype=x.dtype)
+            grad_z, grads_base = base_pullback(grad_log_p)
+            _, grads = pullback(grad_z.reshape(z.shape), grad_log_p)
+            grads["base"] = grads_base
+            return log_pz + log_det, grads
+
+        pieces = _in_chunks(evaluate, n, chunk_size)
+        nll = -float(np.mean(_concatenate([log_p for log_p, _ in pieces]), dtype=np.float64))
+        grads = pieces[0][1]
+        for _, more in pieces[1:]:
+            grads = tree_map(np.add, grads, more)
         return nll, grads
+
+
+def _check_chunk_size(chunk_size, sequential: bool) -> int | None:
+    """Rows per chunk, None for one pass: "auto" is :data:`CHUNK_SIZE`, or None for a
+    ``sequential`` direction; anything but "auto", None and a positive integer is refused."""
+    if isinstance(chunk_size, str) and chunk_size == "auto":
+        return None if sequential else CHUNK_SIZE
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, str):
+        raise TypeError(
+            f'chunk_size must be "auto", None or a positive integer, got {chunk_size!r}'
+        )
+    return check_int(chunk_size, "chunk_size")
+
+
+def _rows(context, rows):
+    return None if context is None else context[rows]
+
+
+def _concatenate(parts: list[np.ndarray]) -> np.ndarray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _in_chunks(evaluate, n: int, chunk_size: int | None) -> list:
+    """``[evaluate(rows) for rows in chunks]``, the chunks ⌈n / chunk_size⌉ consecutive slices of
+    range(n) of as equal sizes as possible (one slice when ``chunk_size`` is None or n ≤ it).
+
+    When a chunk raises ValueError or ArithmeticError (data outside the support, an overflow),
+    the whole batch is evaluated in one pass instead, so that the error raised is the one of the
+    call without chunks: its row numbers count from the batch's first row, not the chunk's, and
+    its counts of bad values are over the whole batch.
+    """
+    count = 1 if chunk_size is None or n <= chunk_size else -(-n // chunk_size)
+    bounds = [i * n // count for i in range(count + 1)]
+    if count == 1:
+        return [evaluate(slice(0, n))]
+    try:
+        return [evaluate(slice(lo, hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    except (ValueError, ArithmeticError):
+        return [evaluate(slice(0, n))]
 
 
 def _one_context_for_all(context, context_dim: int, n: int):

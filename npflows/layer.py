@@ -85,8 +85,8 @@ def check_array(
         raise ValueError(f"{name} must have shape (N, {shape}), got shape {x.shape}")
     if n is not None and x.shape[0] != n:
         raise ValueError(f"{name} must have {n} rows to match the data, got {x.shape[0]}")
-    bad = ~np.isfinite(x)
-    if bad.any():
+    if not np.isfinite(x).all():
+        bad = ~np.isfinite(x)
         row = int(np.argwhere(bad)[0, 0])
         raise ValueError(
             f"{name} must be finite, but has {int(bad.sum())} NaN or inf value(s), the first in row {row}"

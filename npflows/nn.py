@@ -108,13 +108,23 @@ class MLP:
                 "masks must match the weight shapes " + str([w.shape for w in weights])
             )
         self.masks = None if masks is None else [np.asarray(m, dtype=bool) for m in masks]
+        self._mask_values: dict[np.dtype, list[np.ndarray]] = {}
+
+    def _masks_in(self, dtype) -> list[np.ndarray]:
+        """The masks as 0.0/1.0 arrays of ``dtype``, made once per dtype: W ⊙ M is then a
+        product of two float arrays, faster than with boolean M (whose entries numpy converts
+        on every product), and the same numbers (W · 1 = W, W · 0 = ±0 either way)."""
+        values = self._mask_values.get(dtype)
+        if values is None:
+            values = self._mask_values[dtype] = [m.astype(dtype) for m in self.masks]
+        return values
 
     def _weights(self):
-        """The effective weights W_l ⊙ M_l (MADE's masks, boolean so W's dtype is kept), or W_l."""
+        """The effective weights W_l ⊙ M_l (MADE's masks, in W's dtype), or W_l."""
         weights = self.params["weights"]
         if self.masks is None:
             return weights
-        return [w * m for w, m in zip(weights, self.masks, strict=True)]
+        return [w * self._masks_in(w.dtype)[l] for l, w in enumerate(weights)]
 
     def get_config(self) -> dict:
         return {
@@ -157,7 +167,7 @@ class MLP:
                 if l > 0:
                     grad *= derivs[l - 1]()  # in place: the product above is a fresh array
             if self.masks is not None:  # W ⊙ M: the masked entries receive no gradient
-                grad_w = [g * m for g, m in zip(grad_w, self.masks, strict=True)]
+                grad_w = [g * self._masks_in(g.dtype)[l] for l, g in enumerate(grad_w)]
             return grad, {"weights": grad_w, "biases": grad_b}
 
         return out, pullback

@@ -115,3 +115,16 @@ def test_made_refusals():
 def test_bad_network_arguments_are_named(build, match):
     with pytest.raises((TypeError, ValueError), match=match):
         build()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_made_masks_its_weights_in_their_dtype_with_the_boolean_masks_numbers(dtype):
+    net = MADE(4, 2, hidden=(6,), rng=0)
+    rng = np.random.default_rng(1)
+    for w in net.params["weights"]:
+        w[...] = rng.standard_normal(w.shape)
+    net.params["weights"] = [w.astype(dtype) for w in net.params["weights"]]
+    for w, masked, m in zip(net.params["weights"], net._weights(), net.masks, strict=True):
+        assert masked.dtype == dtype
+        np.testing.assert_array_equal(masked, w * m)
+        np.testing.assert_array_equal(np.signbit(masked), np.signbit(w * m))

@@ -39,20 +39,21 @@ class AffineTransformer(Transformer):
 
     def forward_vjp(self, u, theta):
         blocks = self.split_params(theta)
-        t = blocks["shift"]
-        y, s, pullback = self._forward_vjp(u, t, *self._log_scale(blocks["log_scale"]))
+        s, ds_dsraw = self._log_scale(blocks["log_scale"])
+        y, _, pullback = self._forward_vjp(u, blocks["shift"], s, ds_dsraw, np.exp(s))
         return check_finite(y, "y = u·exp(s) + t", u, "u"), s, pullback
 
-    def _forward_vjp(self, u, t, s, ds_dsraw):
-        """``forward_vjp`` given t, the log-scale s and ds/ds̃."""
-        scale = np.exp(s)
-        y = u * scale + t
+    def _forward_vjp(self, u, t, s, ds_dsraw, scale=None):
+        """``forward_vjp`` given t, the log-scale s, ds/ds̃ and e^s; y is None without e^s (the
+        inverse, which needs only the pullback here), and the pullback computes e^s then."""
+        y = None if scale is None else u * scale + t
 
         def pullback(grad_y, grad_log_deriv):
             # y = u e^s + t: dy/du = e^s, dy/dt = 1, dy/ds = u e^s; log h′ = s.
-            grad_s = grad_y * u * scale + grad_log_deriv
+            scale_ = np.exp(s) if scale is None else scale
+            grad_s = grad_y * u * scale_ + grad_log_deriv
             grad_theta = self.join_params({"shift": grad_y, "log_scale": grad_s * ds_dsraw})
-            return grad_y * scale, grad_theta
+            return grad_y * scale_, grad_theta
 
         return y, s, pullback
 

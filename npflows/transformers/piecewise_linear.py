@@ -9,7 +9,7 @@ import numpy as np
 
 from ..layer import check_int
 from ._checks import in_open_interval, positive_finite
-from ._math import softmax, softmax_vjp, take
+from ._math import interval_mask, select, softmax, softmax_vjp, take
 from .base import Transformer
 
 
@@ -79,9 +79,11 @@ class PiecewiseLinearTransformer(Transformer):
         return p, phi, cum
 
     def _inside(self, v):
-        """Which entries lie on the spline's interval, and v clipped into it, scaled to [0, 1]."""
+        """Which entries lie on the spline's interval (None: all, :func:`interval_mask`), and v
+        clipped into it, scaled to [0, 1]."""
         lo, hi = self._lo, self._lo + self._width
-        return (v >= lo) & (v <= hi), (np.clip(v, lo, hi) - lo) / self._width
+        inside = interval_mask(v, lo, hi)
+        return inside, ((v if inside is None else np.clip(v, lo, hi)) - lo) / self._width
 
     def forward_vjp(self, u, theta):
         K = self.bins
@@ -93,13 +95,13 @@ class PiecewiseLinearTransformer(Transformer):
         # Rounding can leave C_b + φ_b an ulp off 1 at h = 1 (the inverse would refuse one above 1):
         # the last knot is set to 1 exactly, as C_K is, and nothing else can exceed it.
         f = np.where(h == 1.0, 1.0, np.minimum(take(cum, b) + frac * phi_b, 1.0))
-        y = np.where(inside, self._lo + self._width * f, u)
-        log_deriv = np.where(inside, np.log(K * phi_b), 0.0)  # φ_b ≥ m > 0
+        y = select(inside, self._lo + self._width * f, u)
+        log_deriv = select(inside, np.log(K * phi_b), 0.0)  # φ_b ≥ m > 0
 
         def pullback(grad_y, grad_log_deriv):
-            g_y = np.where(inside, grad_y, 0.0)
-            g_l = np.where(inside, grad_log_deriv, 0.0)
-            grad_u = np.where(inside, grad_y * K * phi_b, grad_y)  # dy/du = K φ_b inside, 1 outside
+            g_y = select(inside, grad_y, 0.0)
+            g_l = select(inside, grad_log_deriv, 0.0)
+            grad_u = select(inside, grad_y * K * phi_b, grad_y)  # dy/du = K φ_b inside, 1 outside
             # y = lo + width Σ_k a_k φ_k with a_k = 1 (k < b), frac (k = b), 0 (k > b), and
             # log-deriv = log K + log φ_b: ∂L/∂φ_k = width g_y a_k + [k = b] g_ℓ / φ_b. Then
             # φ = m + (1 − m K) p gives ∂L/∂p = (1 − m K) ∂L/∂φ, and p = softmax(θ) its pullback.
@@ -120,4 +122,4 @@ class PiecewiseLinearTransformer(Transformer):
         b = (f[..., None] >= cum[..., 1:K]).sum(axis=-1)[..., None]
         frac = (f - take(cum, b)) / take(phi, b)  # φ_b ≥ m > 0
         h = (b[..., 0].astype(f.dtype) + np.clip(frac, 0.0, 1.0)) / K
-        return np.where(inside, self._lo + self._width * h, y)
+        return select(inside, self._lo + self._width * h, y)

@@ -15,14 +15,24 @@ import numpy as np
 
 from ..layer import check_int
 from ._checks import in_open_interval, positive_finite
-from ._math import softmax_vjp
+from ._math import interval_mask, select, softmax_vjp
 from .base import Transformer
+
+FEW_COORDINATES = 128
+"""Up to this many coordinates M, sums over the bins are one ``np.add.accumulate`` call; above
+it, a loop adding whole rows of M coordinates, K calls that are each fast on long rows (numpy's
+accumulate scans each coordinate's few bins separately, several times slower for large M, while
+for small M the K calls' fixed cost dominates). Both add in the same order: the same bits."""
 
 
 def _cumsum_bins(a, out=None):
-    """``np.cumsum(a, axis=1, out=out)``: the same sums, added a whole row of coordinates at a time.
-    numpy scans each coordinate's few bins separately, several times slower for a few bins."""
+    """``np.cumsum(a, axis=1, out=out)``: running sums over the bins (axis 1) of (…, K, M), each
+    added in bin order (see :data:`FEW_COORDINATES` for how)."""
     out = np.empty_like(a) if out is None else out
+    if a.shape[-1] <= FEW_COORDINATES:
+        np.add.accumulate(a, axis=1, out=out)
+        out[:, 0] += 0.0  # as the loop's 0 + a_0, which makes a −0 a +0
+        return out
     running = 0.0
     for k in range(a.shape[1]):
         running = np.add(running, a[:, k], out=out[:, k])
@@ -34,10 +44,7 @@ def _softmax_bins(a):
     sum over axis 1 does that for M ≥ 2 but sums pairwise for M = 1, so a coordinate's knots would
     depend on how many rows came with it; this way every row gets the same bits in any batch."""
     shifted = np.exp(a - a.max(axis=1, keepdims=True))
-    total = shifted[:, 0].copy()
-    for k in range(1, a.shape[1]):
-        total += shifted[:, k]
-    return shifted / total[:, None]
+    return shifted / _cumsum_bins(shifted)[:, -1:]
 
 
 class RQSplineTransformer(Transformer):
@@ -171,14 +178,17 @@ class RQSplineTransformer(Transformer):
     def _bin(self, v, knots, row):
         """The bin of each entry of v (M,) by the knots ``knots[row]`` (0: x, 1: y), and its ends.
 
-        Returns v clipped to [−B, B]; where bins k and k + 1 sit in a raveled (K + 1, M) array,
-        (2, M), k being the number of interior knots ≤ v (so ±B are inside); and the bin's
-        x_lo, x_hi, y_lo, y_hi, δ_lo, δ_hi, width w, height h and secant slope s, each (M,).
+        Returns which entries lie in [−B, B] (None: all of them, :func:`interval_mask`); v clipped
+        to [−B, B] (v itself when all lie inside); where bins k and k + 1 sit in a raveled
+        (K + 1, M) array, (2, M), k being the number of interior knots ≤ v (so ±B are inside);
+        and the bin's x_lo, x_hi, y_lo, y_hi, δ_lo, δ_hi, width w, height h and secant slope s,
+        each (M,).
         """
-        vc = v.clip(-self.bound, self.bound)
+        inside = interval_mask(v, -self.bound, self.bound)
+        vc = v if inside is None else v.clip(-self.bound, self.bound)
         k = (vc >= knots[row, 1 : self.bins]).sum(axis=0)
         at = k * len(k) + np.arange(len(k))
-        ends = np.stack([at, at + len(k)])
+        ends = np.add.outer((0, len(k)), at)  # (2, M): the bin's lower and upper knots
         # 1. the bin's ends and slopes, gathered at once: (x, y, δ) × (lo, hi), each (M,)
         (x_lo, x_hi), (y_lo, y_hi), (d_lo, d_hi) = np.take(knots.reshape(3, -1), ends, axis=1)
         # 2. bin width and height
@@ -186,19 +196,18 @@ class RQSplineTransformer(Transformer):
         height = y_hi - y_lo
         # 3. secant slope s
         slope = height / width
-        return vc, ends, (x_lo, x_hi, y_lo, y_hi, d_lo, d_hi, width, height, slope)
+        return inside, vc, ends, (x_lo, x_hi, y_lo, y_hi, d_lo, d_hi, width, height, slope)
 
     def _forward(self, u, knots, knots_pullback):
         """``forward_vjp`` on the knots of :meth:`_spline`, with ℓ_u for :meth:`_inverse_parts`."""
         shape, u = u.shape, u.reshape(-1)  # (M,)
-        uc, ends, bin_ = self._bin(u, knots, 0)  # tails are evaluated at ±B, then discarded
+        inside, uc, ends, bin_ = self._bin(u, knots, 0)  # tails evaluated at ±B, then discarded
         x_lo, x_hi, width = bin_[0], bin_[1], bin_[6]
         # 4. position ξ in the bin and 1 − ξ, both in [0, 1] (rounding is monotone, so they cannot
         #    leave it). 1 − ξ is computed from the upper end, not as 1 − ξ: near ξ = 1 that would
         #    lose digits (relative error ε/(1 − ξ)), which a small s_k amplifies in the log-derivative.
         xi = (uc - x_lo) / width
         one_minus_xi = (x_hi - uc) / width
-        inside = np.abs(u) <= self.bound
         return self._evaluate(u, inside, shape, ends, bin_, xi, one_minus_xi, knots, knots_pullback)
 
     @staticmethod
@@ -207,7 +216,8 @@ class RQSplineTransformer(Transformer):
     ):
         """Steps 5–10 of the forward map at ξ in each entry's bin, and the pullback of 1–10.
 
-        u (M,) is the map's input, the identity where ``inside`` is False; the output y is None
+        u (M,) is the map's input, the identity where ``inside`` is False (None: nowhere, and no
+        selection between the spline and its tails is made); the output y is None
         unless ``y_too`` (the inverse needs only the log-derivative and the pullback). The
         inverse passes its solution with the ξ and 1 − ξ of its root, so that the log-derivative
         is the one at the exact solution rather than at u rounded to a float (which costs digits
@@ -217,33 +227,37 @@ class RQSplineTransformer(Transformer):
         # 5. the products of ξ the formulas use: ξ(1 − ξ), ξ²
         xi_one_minus_xi = xi * one_minus_xi
         xi2 = xi * xi
-        # 6. numerator s ξ² + δ_lo ξ(1 − ξ)
-        numerator = slope * xi2 + d_lo * xi_one_minus_xi
         # 7. denominator s + Δ ξ(1 − ξ), with Δ = δ_hi + δ_lo − 2 s
         slope_gap = d_hi + d_lo - 2.0 * slope
         denominator = slope + slope_gap * xi_one_minus_xi
+
+        def quotient():
+            # 6. numerator s ξ² + δ_lo ξ(1 − ξ), and q = numerator / denominator of 8.
+            return (slope * xi2 + d_lo * xi_one_minus_xi) / denominator
+
         # 8. output y = y_lo + h q, q = numerator / denominator
         #    In the bin's upper half it is taken from the top, y = y_hi − h (1 − q) with the mirror
         #    image 1 − q = [s (1 − ξ)² + δ_hi ξ(1 − ξ)] / denominator: the same number, but the
         #    rounding of h (1 − q) is then that of a short step, not of one the bin's height long.
-        fraction = numerator / denominator
+        #    Without y (the inverse), q is needed only by the pullback, which computes it then.
+        fraction = quotient() if y_too else None
         one_minus_xi2 = one_minus_xi * one_minus_xi
         y = None
         if y_too:
             top = y_hi - height * ((slope * one_minus_xi2 + d_hi * xi_one_minus_xi) / denominator)
             y_in = np.where(one_minus_xi < xi, top, y_lo + height * fraction)
-            y = np.where(inside, y_in, u).reshape(shape)
+            y = select(inside, y_in, u).reshape(shape)
         # 9. derivative numerator: dy/du = s² E / denominator², all three positive, with
         #    E = δ_hi ξ² + 2 s ξ(1 − ξ) + δ_lo (1 − ξ)²
         derivative_numerator = d_hi * xi2 + 2.0 * slope * xi_one_minus_xi + d_lo * one_minus_xi2
         # 10. log-derivative ℓ = 2 log s + log E − 2 log denominator, taken as one log
         ell = np.log(slope * slope * derivative_numerator / (denominator * denominator))
-        log_deriv = np.where(inside, ell, 0.0).reshape(shape)
+        log_deriv = select(inside, ell, 0.0).reshape(shape)
 
         def pullback(grad_y, grad_log_deriv):
             grad_y = grad_y.reshape(-1)
-            g_y = np.where(inside, grad_y, 0.0)
-            g_ell = np.where(inside, grad_log_deriv.reshape(-1), 0.0)
+            g_y = select(inside, grad_y, 0.0)
+            g_ell = select(inside, grad_log_deriv.reshape(-1), 0.0)
             # 10. ℓ = 2 log s + log E − 2 log denominator
             grad_slope = 2.0 * g_ell / slope
             grad_derivative_numerator = g_ell / derivative_numerator
@@ -256,10 +270,11 @@ class RQSplineTransformer(Transformer):
             grad_xi_one_minus_xi = 2.0 * grad_derivative_numerator * slope
             # 8. y = y_lo + h q, q = numerator / denominator (the form from the top is the same
             #    function of the same numbers, so it has the same pullback)
+            q = quotient() if fraction is None else fraction
             grad_y_lo = g_y
-            grad_height = g_y * fraction
+            grad_height = g_y * q
             grad_numerator = g_y * height / denominator
-            grad_denominator -= grad_numerator * fraction
+            grad_denominator -= grad_numerator * q
             # 7. denominator = s + Δ ξ(1 − ξ), Δ = δ_hi + δ_lo − 2 s
             grad_slope += grad_denominator * (1.0 - 2.0 * xi_one_minus_xi)
             grad_d_hi += grad_denominator * xi_one_minus_xi
@@ -290,7 +305,7 @@ class RQSplineTransformer(Transformer):
             )
             grad_knots = np.zeros_like(knots)
             grad_knots.reshape(3, -1)[:, ends] = grad_ends.reshape(3, *ends.shape)
-            return np.where(inside, grad_u, grad_y).reshape(shape), knots_pullback(grad_knots)
+            return select(inside, grad_u, grad_y).reshape(shape), knots_pullback(grad_knots)
 
         def dl_du():
             # ℓ_u = (E′/E − 2 denominator′/denominator) / w, with E′ = dE/dξ =
@@ -301,7 +316,7 @@ class RQSplineTransformer(Transformer):
                 d_derivative_numerator / derivative_numerator
                 - 2.0 * slope_gap * one_minus_2xi / denominator
             )
-            return np.where(inside, d_log / width, 0.0).reshape(shape)
+            return select(inside, d_log / width, 0.0).reshape(shape)
 
         return y, log_deriv, pullback, dl_du
 
@@ -311,13 +326,12 @@ class RQSplineTransformer(Transformer):
     def _inverse_parts(self, y, theta):
         knots, knots_pullback = self._spline(theta)  # once, for the solve and the forward at u
         shape, y = y.shape, y.reshape(-1)  # (M,)
-        yc, ends, bin_ = self._bin(y, knots, 1)  # y clipped to [−B, B] before the bin search
+        inside, yc, ends, bin_ = self._bin(y, knots, 1)  # y clipped to [−B, B] for the search
         xi, one_minus_xi = self._solve_in_bin(yc, bin_)
         x_lo, x_hi, width = bin_[0], bin_[1], bin_[6]
-        inside = np.abs(y) <= self.bound
         # u = x_lo + ξ w, or x_hi − (1 − ξ) w in the bin's upper half (the shorter step, less rounding)
         u_in = np.where(one_minus_xi < xi, x_hi - one_minus_xi * width, x_lo + xi * width)
-        u = np.where(inside, u_in, y)
+        u = select(inside, u_in, y)
         _, log_deriv, pullback, dl_du = self._evaluate(
             u, inside, shape, ends, bin_, xi, one_minus_xi, knots, knots_pullback, y_too=False
         )
