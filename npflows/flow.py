@@ -29,7 +29,7 @@ conditioners' activations small enough to stay in the CPU's caches (benchmarks/R
 Each row's log-density and sample are computed by the same operations in any chunk (the
 splines' sums over bins run in a fixed order for this reason), so chunks change them only where a
 matrix product rounds a row otherwise for another number of rows: equal to rounding, not always
-bit-identical (chunks of a few rows can differ by a few ulp in float64, tens of ulp in float32
+bit-identical (chunks of a few rows can differ by a few to tens of ulp in float64 and float32
 after a spline; tests/test_chunking.py bounds them). The loss of :meth:`Flow.nll_and_grad` is
 the mean of the per-row values, taken once over all N; its gradients add the chunks' sums over
 rows, equal to rounding.

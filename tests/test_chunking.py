@@ -41,8 +41,8 @@ def inputs(flow, n, seed=1):
 def tolerance(dtype):
     # Every row is computed by the same operations in any chunk, but OpenBLAS's products on a few
     # rows can round otherwise than on many: by an ulp, which a spline's steep bins amplify to
-    # some tens of ulp in float32.
-    return 1e-14 if dtype == np.float64 else 3e-5
+    # some tens of ulp (measured up to 2.9e-14 relative in float64 on the 16-bin NSF).
+    return 1e-13 if dtype == np.float64 else 3e-5
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
