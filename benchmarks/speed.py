@@ -24,8 +24,8 @@ C (chunking) times ``nll_and_grad`` and ``log_prob`` per point on A's 2-D RealNV
 at batches of 1024 to 65,536 rows, in one pass (chunk "None") and in chunks of 1024 to 8192 rows
 ("default" is the call without the keyword, ``npflows.flow.CHUNK_SIZE`` since issue 15), all
 alternated in one process, CPU time, medians over its repeats and then over ``--rounds`` processes.
-L (latency) times ``log_prob`` of 1 and of 16 points on ``NSF(2)`` and ``MAF(16)`` (their
-defaults), µs per call, the median of 25 blocks of 200 calls, CPU time.
+L (latency) times ``log_prob`` of 1 and of 16 points on ``NSF(2, bins=8, bound=5.0)`` and
+``MAF(16)``, µs per call, the median of 25 blocks of 200 calls, CPU time.
 
 With ``--trees``, every table alternates the source trees: S, C and L round by round, the step
 table (A, B, D, M) ``--rounds`` runs per row and tree, reporting their medians. Every table ends
@@ -223,15 +223,16 @@ LATENCY_FLOWS = {
 
 
 def measure_latency(calls=200, blocks=25):
-    """µs per call of ``log_prob`` of 1 and of 16 points on ``npflows.flows.NSF(2)`` and
-    ``MAF(16)`` (their defaults: 4 layers of 8 bins, hidden (64, 64); 5 layers, hidden (128, 128)):
+    """µs per call of ``log_prob`` of 1 and of 16 points on ``npflows.flows.NSF(2, bins=8,
+    bound=5.0)`` and ``MAF(16)`` (4 layers of 8 bins, hidden (64, 64), as B; 5 layers, hidden
+    (128, 128)), each in its default orientation:
     CPU time of ``blocks`` blocks of ``calls`` calls each, the four alternated block by block;
     the median block's time per call."""
     import numpy as np
 
     from npflows.flows import MAF, NSF
 
-    flows = {"NSF": NSF(2, rng=0), "MAF": MAF(16, rng=0)}
+    flows = {"NSF": NSF(2, bins=8, bound=5.0, rng=0), "MAF": MAF(16, rng=0)}
     runs = {}
     for name, flow in flows.items():
         for n in (1, 16):

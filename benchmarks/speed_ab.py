@@ -8,7 +8,8 @@ moment). Here the ``npflows`` package of ``--before`` is copied to a temporary d
 ``npflows_before`` (its imports are relative), imported beside this tree's ``npflows``, and every
 measurement alternates the two, in alternating order, in one process: CPU time, medians over
 ``--rounds`` rounds. Steps are ``nll_and_grad`` plus ``Adam.step`` on speed.py's A, B and M;
-latencies are ``log_prob`` of 1 and 16 points on ``NSF(2)`` and ``MAF(16)``, per call, over
+latencies are ``log_prob`` of 1 and 16 points on ``NSF(2, bins=8, bound=5.0)`` (B's size: the
+NSF's default was 8 bins on [−5, 5] before this round) and ``MAF(16)``, per call, over
 blocks of 100 calls. Run with OPENBLAS_NUM_THREADS=1.
 """
 
@@ -46,7 +47,10 @@ def runs_of(mod, tag):
             adam.step(flow.nll_and_grad(x)[1])
 
         runs[(f"{name} ms", tag)] = (step, 1)
-    for name, flow in (("NSF", flows.NSF(2, rng=0)), ("MAF", flows.MAF(16, rng=0))):
+    for name, flow in (
+        ("NSF", flows.NSF(2, bins=8, bound=5.0, rng=0)),
+        ("MAF", flows.MAF(16, rng=0)),
+    ):
         for n in (1, 16):
             x = np.random.default_rng(n).standard_normal((n, flow.dim))
             runs[(f"L {name} {n} point(s) µs", tag)] = (lambda f=flow, x=x: f.log_prob(x), 100)
