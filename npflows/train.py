@@ -168,6 +168,12 @@ def fit(
     rng = as_rng(rng)
 
     log_p = check_data(flow, x, context)  # the support check: ValueError, nothing changed
+    if dequantize is not None:
+        # Score the start on the dequantized data that the first epoch trains on, as every later
+        # score is: the cell centres (checked above) score higher than any noisy draw of them,
+        # and a start scored there would be kept as the best however well training went.
+        x = dequantize(rng)
+        log_p = flow.log_prob(x, context)
     order = rng.permutation(len(x))
     val_rows, train_rows = order[:n_val], order[n_val:]
     history = History(initial_nll=-float(np.mean(log_p[val_rows if n_val else train_rows])))
@@ -183,7 +189,7 @@ def fit(
     report = Progress(epochs) if progress else None
     try:
         for epoch in range(epochs):
-            if dequantize is not None:
+            if dequantize is not None and epoch > 0:
                 x = dequantize(rng)
             batch_losses = []
             rows = rng.permutation(train_rows)

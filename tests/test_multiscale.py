@@ -3,6 +3,7 @@ dequantization and bits/dim, and the digits."""
 
 from __future__ import annotations
 
+import copy
 import sys
 import threading
 
@@ -296,6 +297,39 @@ def test_fit_dequantizes_pixels_afresh_each_epoch(monkeypatch):
         nf.fit(flow, pixels, epochs=1, progress=False)
 
 
+def test_fit_scores_the_start_of_pixels_on_a_dequantized_draw(monkeypatch):
+    # The start must be scored like every epoch, on dequantized data: on the cell centres it
+    # looks better than any noisy draw and, kept as the best, would undo all training.
+    draws = []
+    original = nf.Pixels.dequantize
+
+    def spy(self, rng=None):
+        draws.append(original(self, rng))
+        return draws[-1]
+
+    monkeypatch.setattr(nf.Pixels, "dequantize", spy)
+    pixels = np.random.default_rng(14).integers(0, 17, size=(40, 1, 4, 4))
+    layer = nf.ImageCoupling((1, 4, 4), mask="checkerboard", hidden=2, rng=0)
+    for leaf in nf.tree.leaves(layer.params):
+        leaf += 0.3 * np.random.default_rng(15).standard_normal(leaf.shape)
+    flow = nf.Flow([layer, nf.PixelLogit((1, 4, 4), 0.05)])
+    start = copy.deepcopy(flow)
+    history = nf.fit(
+        flow,
+        nf.Pixels(pixels, 17),
+        epochs=1,
+        batch_size=20,
+        validation_fraction=0.0,
+        rng=0,
+        progress=False,
+    )
+    assert len(draws) == 1  # the first epoch trains on the draw the start was scored on
+    assert history.initial_nll == pytest.approx(-start.log_prob(draws[0]).mean(), rel=1e-12)
+    assert history.initial_nll != pytest.approx(
+        -start.log_prob(nf.Pixels(pixels, 17).centres()).mean(), rel=1e-6
+    )
+
+
 # -- digits ------------------------------------------------------------------------------------------------
 def test_load_digits_and_its_fixed_split():
     pytest.importorskip("sklearn")
@@ -332,6 +366,8 @@ def test_fit_pixels_initializes_on_the_training_set_and_keeps_the_best_validatio
     assert all(layer.initialized for layer in _layers(flow) if isinstance(layer, nf.ActNorm))
     assert history.best_epoch == int(np.argmin(history.val_bits_per_dim))
     assert len(history.train_nll) == len(history.val_bits_per_dim) == 4
+    # Each epoch continues from the last (a start kept as "best" every epoch would not).
+    assert history.train_nll[-1] < history.train_nll[0] - 0.5
     with pytest.raises(ValueError, match="patience"):
         fit_pixels(flow, train, validation, 17, epochs=1, patience=0)
 
