@@ -50,7 +50,7 @@ BUILDERS: dict[str, Callable[..., Flow]] = {
     "gaussian": gaussian,
     "spline": spline,
     "nsf": flows.NSF,
-    "nsf-large": partial(flows.NSF, n_layers=8, bins=32),  # the larger measured configuration
+    "nsf-large": partial(flows.NSF, n_layers=8, bins=32, bound=3.0),  # see flows.NSF
     "realnvp": flows.RealNVP,
     "nice": flows.NICE,
     "piecewise-linear": flows.PiecewiseLinearFlow,

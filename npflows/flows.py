@@ -191,7 +191,7 @@ def NSF(
     dim: int,
     n_layers: int = 4,
     bins: int = 16,
-    bound: float = 3.0,
+    bound: float = 5.0,
     hidden: Sequence[int] = (64, 64),
     activation: str = "relu",
     mixing: str = "reverse",
@@ -207,11 +207,11 @@ def NSF(
     density runs the spline's closed form and sampling its inverse, as in zuko and nflows;
     "generative" applies g from z to x instead (x_b = g(z_b; θ(z_a))).
 
-    The defaults (4 layers of 16 bins on [−3, 3], hidden (64, 64), zero-initialized output layers,
+    The defaults (4 layers of 16 bins on [−5, 5], hidden (64, 64), zero-initialized output layers,
     for standardized data: ``npflows.standardized``) were chosen by benchmarks/quality_2d.py, one
     change at a time from zuko's and nflows' 4 × 8 bins on [−5, 5] (benchmarks/README.md). The
-    larger configuration measured there is ``NSF(dim, n_layers=8, bins=32)`` ("nsf-large" on the
-    command line).
+    larger configuration measured there, for sharp densities (narrow modes, edges), is
+    ``NSF(dim, n_layers=8, bins=32, bound=3.0)`` ("nsf-large" on the command line).
     """
     return coupling_flow(
         dim,

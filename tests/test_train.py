@@ -493,7 +493,7 @@ def test_a_callback_can_stop_training():
 
 def test_unscaled_data_outside_a_spline_bound_warns():
     data = moons(500)
-    with pytest.warns(UserWarning, match=r"outside its bound \[-3, 3\]"):
+    with pytest.warns(UserWarning, match=r"outside its bound \[-5, 5\]"):
         fit(npflows.flows.NSF(2, rng=0), 100 * data, epochs=1, rng=0, progress=False)
     import warnings
 
