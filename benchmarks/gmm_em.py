@@ -32,14 +32,13 @@ class GaussianMixture:
         is |L_k⁻¹ x_i − L_k⁻¹ μ_k|², one product of x with the stacked L_k⁻¹."""
         d = x.shape[1]
         whiten = np.linalg.inv(self.chol)  # (K, D, D), each lower triangular
-        u = np.einsum("nd,kjd->nkj", x, whiten) - np.einsum("kd,kjd->kj", self.means, whiten)
+        u = (x[None] - self.means[:, None]) @ whiten.transpose(0, 2, 1)  # (K, N, D), one GEMM each
         log_det = 2.0 * np.log(np.diagonal(self.chol, axis1=1, axis2=2)).sum(axis=1)
         return (
-            np.log(self.weights)
+            np.log(self.weights)[:, None]
             - 0.5 * (u**2).sum(axis=2)
-            - 0.5 * log_det
-            - 0.5 * d * np.log(2.0 * np.pi)
-        )
+            - 0.5 * (log_det[:, None] + d * np.log(2.0 * np.pi))
+        ).T
 
     def log_prob(self, x):
         return logsumexp(self._log_joint(x), axis=1)
@@ -73,13 +72,13 @@ def fit_em(x, k, rng, max_iter=300, tol=1e-6) -> GaussianMixture:
         resp = np.exp(log_joint - log_norm[:, None])  # (N, K)
         nk = resp.sum(axis=0) + 1e-300
         means = resp.T @ x / nk[:, None]
-        diff = x[:, None, :] - means[None]
-        covs = np.einsum("nk,nki,nkj->kij", resp, diff, diff) / nk[:, None, None]
+        diff = x[None] - means[:, None]  # (K, N, D)
+        covs = (resp.T[:, :, None] * diff).transpose(0, 2, 1) @ diff / nk[:, None, None]
         model = GaussianMixture(nk / n, means, covs + eps * np.eye(d))
     return model
 
 
-def fit_selected(x_train, x_val, ks, rng, restarts=2):
+def fit_selected(x_train, x_val, ks, rng, restarts=1):
     """The mixture of the K in ``ks`` (and the restart) with the best held-out log-likelihood."""
     best, best_ll = None, -np.inf
     for k in ks:

@@ -14,7 +14,7 @@ Adam steps, the best epoch restored — with fit's default step size and schedul
 
 and then, per data set and flow, the median KL over seeds with its range. ``gmm`` is the baseline:
 a full-covariance Gaussian mixture fitted by EM (benchmarks/gmm_em.py), its K ∈ {8, 16, 32, 64}
-and the best of 2 restarts chosen on the same validation points.
+(one k-means++ start each) chosen on the same validation points.
 
     python benchmarks/quality_2d.py                                # defaults, 3 seeds
     python benchmarks/quality_2d.py --flows nsf-large gmm
