@@ -91,8 +91,9 @@ def fit(
     The rows are permuted once with ``rng``; the first round(validation_fraction · N) of that
     permutation are held out for validation and the rest are shuffled anew (same ``rng``) each
     epoch and cut into minibatches of ``batch_size`` (the last may be smaller). After each epoch the
-    validation NLL is computed on all held-out rows; with ``validation_fraction=0`` the epoch's
-    train NLL is used instead. The starting parameters are the first candidate for the best (their
+    validation NLL is computed on all held-out rows; with ``validation_fraction=0`` the NLL of all
+    the training rows is computed after the epoch instead (one more pass: the running mean of the
+    minibatch losses, taken while the parameters moved, is not comparable with the start's). The starting parameters are the first candidate for the best (their
     NLL is ``History.initial_nll``); the parameters of the best epoch are restored at the end, and
     training stops early once ``patience`` epochs (if given) pass without a new best. When no epoch
     beats the start, the flow is left where it started, ``History.best_epoch`` is −1 and a
@@ -203,14 +204,14 @@ def fit(
                 batch_losses.append(loss)
                 history.steps += 1
             history.train_nll.append(float(np.mean(batch_losses)))
-            score = history.train_nll[-1]
+            scored = val_rows if n_val else train_rows
+            batch = scored  # for locating a failure
+            score = guard.value(
+                partial(_mean_nll, flow, x[scored], _rows(context, scored)),
+                "the validation NLL" if n_val else "the training NLL",
+                f"at the end of epoch {epoch + 1}",
+            )
             if n_val:
-                batch = val_rows  # for locating a failure
-                score = guard.value(
-                    partial(_mean_nll, flow, x[val_rows], _rows(context, val_rows)),
-                    "the validation NLL",
-                    f"at the end of epoch {epoch + 1}",
-                )
                 history.val_nll.append(score)
             if report:
                 report.update(
